@@ -1,0 +1,134 @@
+/*
+ * nanossl_internal.h - state shared by the csrc/ files: the connection
+ * table entry, the certificate store, and the helpers each file exports.
+ */
+#ifndef PYNANO_NANOSSL_INTERNAL_H
+#define PYNANO_NANOSSL_INTERNAL_H
+
+/* The received alert and the suite version bounds are private fields in
+ * Mbed TLS 3.6 with no public getter; the pin keeps their layout fixed. */
+#define MBEDTLS_ALLOW_PRIVATE_ACCESS
+
+#include <pthread.h>
+
+#include "mbedtls/platform.h"
+#include "mbedtls/psa_util.h"
+#include "mbedtls/ssl.h"
+#include "mbedtls/x509_crt.h"
+#include "mbedtls/pk.h"
+
+#include "nanossl.h"
+#include "pynano_ext.h"
+
+#define PYNANO_MAX_IDENTITIES   8
+#define PYNANO_MAX_CIPHERS      64
+#define PYNANO_MAX_HOSTNAME     255
+#define PYNANO_MAX_ALPN         16
+#define PYNANO_ALPN_BUFFER      256
+/* Handshake reads wait at most this long per poll() so a signal or a
+ * handshake deadline is noticed promptly. */
+#define PYNANO_POLL_SLICE_MS    250
+
+typedef struct pynano_identity {
+    mbedtls_x509_crt chain;       /* own certificate first, then its CA chain */
+    mbedtls_pk_context key;
+} pynano_identity;
+
+/* A certificate store: parsed once, shared read-only by every connection
+ * that references it. It is frozen at first use, because Mbed TLS walks the
+ * trust list and identity chains without a lock during handshakes. */
+struct certStore {
+    pthread_mutex_t lock;
+    int references;               /* the owner's, plus one per connection */
+    int frozen;
+    mbedtls_x509_crt trust_points;
+    ubyte4 num_trust_points;
+    pynano_identity identities[PYNANO_MAX_IDENTITIES];
+    ubyte4 num_identities;
+};
+
+typedef enum pynano_conn_state {
+    CONN_STATE_CREATED = 1,       /* accepted or connected, not negotiated */
+    CONN_STATE_NEGOTIATE = SSL_CONNECTION_NEGOTIATE,
+    CONN_STATE_OPEN = SSL_CONNECTION_OPEN,
+    CONN_STATE_FAILED = 10,       /* handshake failed; only close is useful */
+    CONN_STATE_CLOSED = 11        /* close_notify sent or received */
+} pynano_conn_state;
+
+typedef struct pynano_conn {
+    /* Table fields, guarded by the table lock. */
+    sbyte4 instance;              /* 0 when the slot is free */
+    int references;               /* calls in progress, plus one while open */
+    int closing;                  /* SSL_closeConnection was called */
+
+    /* Everything below is guarded by conn->lock (recursive, so a callback
+     * may call back into the API for its own connection). */
+    pthread_mutex_t lock;
+    int is_server;
+    TCP_SOCKET fd;
+    certStorePtr store;
+    pynano_conn_state state;
+    ubyte4 flags;
+    int verify_mode;              /* PYNANO_VERIFY_* */
+    int min_minor;                /* TLS minor version bounds, 3 or 4 */
+    int max_minor;
+    ubyte4 recv_timeout_ms;       /* handshake read timeout, 0 = none */
+    ubyte4 handshake_timeout_ms;  /* whole-handshake deadline, 0 = none */
+    int ciphers[PYNANO_MAX_CIPHERS + 1];  /* 0-terminated; empty = defaults */
+    int num_ciphers;
+    char hostname[PYNANO_MAX_HOSTNAME + 1];
+    int has_hostname;
+    char alpn_storage[PYNANO_ALPN_BUFFER];
+    const char *alpn_list[PYNANO_MAX_ALPN + 1];
+    funcPtrInvalidCertCallback invalid_cert_callback;
+
+    /* Verification results, filled during the handshake. */
+    int verify_decided;
+    pynano_verify_details verify;
+
+    /* Diagnostics */
+    int last_mbedtls_error;
+    int peer_alert;               /* -1 = none */
+    int io_errno;                 /* errno of the last failed socket call */
+    int io_eof;                   /* the peer closed the TCP connection */
+    int io_interrupted;           /* a signal interrupted poll() */
+    int64_t io_deadline_ms;       /* monotonic deadline for the current call */
+
+    int ssl_ready;                /* ssl and conf are set up */
+    mbedtls_ssl_config conf;
+    mbedtls_ssl_context ssl;
+} pynano_conn;
+
+/* nanossl_table.c */
+int pynano_table_ready(void);
+pynano_conn *pynano_conn_new(int is_server, TCP_SOCKET fd, certStorePtr store,
+                             sbyte4 *status);
+pynano_conn *pynano_conn_acquire(sbyte4 instance);
+void pynano_conn_release(pynano_conn *conn);
+void pynano_conn_unlink(pynano_conn *conn);
+
+/* nanossl_cert_store.c */
+void pynano_store_retain(certStorePtr store);
+void pynano_store_release(certStorePtr store);
+
+/* nanossl_io.c */
+void pynano_io_attach(pynano_conn *conn);
+int64_t pynano_now_ms(void);
+
+/* nanossl_status.c */
+MSTATUS pynano_status_from_mbedtls(const pynano_conn *conn, int mbedtls_error);
+MSTATUS pynano_status_from_x509_flags(uint32_t flags);
+sbyte4 pynano_alert_for_status(MSTATUS status, int tls_minor);
+
+/* nanossl_handshake.c */
+void pynano_conn_free_tls(pynano_conn *conn);
+/* Acquire and lock a connection that has not started its handshake;
+ * ERR_SSL_BAD_ID or ERR_SSL_BAD_STATE otherwise. */
+sbyte4 pynano_conn_begin_setting(sbyte4 instance, pynano_conn **out);
+/* Unlock and release a connection taken by an acquire-and-lock call. */
+void pynano_conn_end_call(pynano_conn *conn);
+
+/* logging to stderr when PYNANO_C_DEBUG is set; Python logs the rest */
+void pynano_debug(const char *format, ...);
+
+#endif /* PYNANO_NANOSSL_INTERNAL_H */
