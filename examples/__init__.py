@@ -1,0 +1,1 @@
+"""Ports of NanoSSL C examples; installed as pynano.examples."""

@@ -1,0 +1,8 @@
+"""Run the pynano command line: ``python -m pynano info``."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
