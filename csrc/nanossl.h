@@ -108,6 +108,8 @@ typedef struct SizedBuffer {
 /* pynano settings: value is an integer passed as the pointer value. */
 #define PYNANO_SSL_SET_VERIFY_MODE  0x7001  /* PYNANO_VERIFY_* */
 #define PYNANO_SSL_SET_HANDSHAKE_TIMEOUT 0x7002  /* ms, 0 = no limit */
+/* 0 = accept a certificate for another host name (SNI is still sent). */
+#define PYNANO_SSL_SET_CHECK_HOSTNAME 0x7003
 #define PYNANO_VERIFY_NONE      0
 #define PYNANO_VERIFY_OPTIONAL  1
 #define PYNANO_VERIFY_REQUIRED  2

@@ -241,6 +241,9 @@ sbyte4 SSL_ioctl(sbyte4 connectionInstance, ubyte4 setting, void *value)
     case PYNANO_SSL_SET_HANDSHAKE_TIMEOUT:
         conn->handshake_timeout_ms = (ubyte4) number;
         break;
+    case PYNANO_SSL_SET_CHECK_HOSTNAME:
+        conn->check_hostname = number != 0;
+        break;
     case PYNANO_SSL_SET_VERIFY_MODE:
         if (number > PYNANO_VERIFY_REQUIRED) {
             status = ERR_INVALID_ARG;
@@ -362,6 +365,9 @@ static MSTATUS decide_peer_certificate(pynano_conn *conn)
         return OK;
     }
     conn->verify_decided = 1;
+    if (!conn->check_hostname) {
+        result &= ~(uint32_t) MBEDTLS_X509_BADCERT_CN_MISMATCH;
+    }
     if (result == 0 || result == MBEDTLS_X509_BADCERT_SKIP_VERIFY) {
         return OK;
     }

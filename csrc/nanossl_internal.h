@@ -70,6 +70,7 @@ typedef struct pynano_conn {
     pynano_conn_state state;
     ubyte4 flags;
     int verify_mode;              /* PYNANO_VERIFY_* */
+    int check_hostname;           /* client: a name mismatch fails */
     int min_minor;                /* TLS minor version bounds, 3 or 4 */
     int max_minor;
     ubyte4 recv_timeout_ms;       /* handshake read timeout, 0 = none */

@@ -174,6 +174,7 @@ pynano_conn *pynano_conn_new(int is_server, TCP_SOCKET fd, certStorePtr store,
     conn->fd = fd;
     conn->state = CONN_STATE_CREATED;
     conn->verify_mode = PYNANO_VERIFY_REQUIRED;
+    conn->check_hostname = 1;
     conn->min_minor = TLS12_MINORVERSION;
     conn->max_minor = TLS13_MINORVERSION;
     conn->peer_alert = -1;
