@@ -62,6 +62,10 @@ CDEF_HEADERS: Tuple[str, ...] = ("nanossl.h", "pynano_ext.h")
 # Python callables reach C through these entries; see pynano/nanossl.py.
 CDEF_CALLBACKS = """
 extern "Python" MSTATUS pynano_invalid_cert_trampoline(sbyte4, MSTATUS);
+extern "Python" sbyte4 pynano_save_ticket_trampoline(sbyte4, sbyte *, ubyte4, void *,
+                                                     ubyte *, ubyte4);
+extern "Python" sbyte4 pynano_retrieve_ticket_trampoline(sbyte4, sbyte *, ubyte4, void *,
+                                                         ubyte **, ubyte4 *, intBoolean *);
 """
 
 

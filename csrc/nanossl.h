@@ -105,6 +105,9 @@ typedef struct SizedBuffer {
 #define SSL_SET_VERSION             1
 #define SSL_SET_MINIMUM_VERSION     2
 #define SSL_SET_RECV_TIMEOUT        4
+#define SSL_SET_NUM_TICKETS         27
+#define SSL_SET_USE_EXTENDED_MASTERSECRET 30
+#define SSL_ENABLE_TLS13_SESSION_TICKETS  31
 /* pynano settings: value is an integer passed as the pointer value. */
 #define PYNANO_SSL_SET_VERIFY_MODE  0x7001  /* PYNANO_VERIFY_* */
 #define PYNANO_SSL_SET_HANDSHAKE_TIMEOUT 0x7002  /* ms, 0 = no limit */
@@ -147,6 +150,17 @@ typedef struct SizedBuffer {
 typedef MSTATUS (*funcPtrInvalidCertCallback)(sbyte4 connectionInstance,
                                               MSTATUS validationStatus);
 
+#define SSL_MAXSESSIONIDSIZE   32
+#define SSL_MASTERSECRETSIZE   48
+
+typedef sbyte4 (*funcPtrClientSaveTicket)(sbyte4 connectionInstance, sbyte *serverInfo,
+                                          ubyte4 serverInfoLen, void *userData,
+                                          ubyte *pTicket, ubyte4 ticketLen);
+typedef sbyte4 (*funcPtrClientRetrieveTicket)(sbyte4 connectionInstance, sbyte *serverInfo,
+                                              ubyte4 serverInfoLen, void *userData,
+                                              ubyte **ppTicket, ubyte4 *pTicketLen,
+                                              intBoolean *pFreeMemory);
+
 /* Lifecycle */
 sbyte4 SSL_init(sbyte4 numServerConnections, sbyte4 numClientConnections);
 sbyte4 SSL_shutdownStack(void);
@@ -181,6 +195,15 @@ sbyte4 SSL_lookupAlert(sbyte4 connectionInstance, sbyte4 lookupError,
 sbyte4 SSL_sendAlert(sbyte4 connectionInstance, sbyte4 alertId,
                      sbyte4 alertClass);
 const char *DISPLAY_ERROR(MSTATUS status);
+
+/* Session resumption. The ticket callbacks carry TLS 1.2 and TLS 1.3
+ * sessions alike: the ticket is an opaque pynano session blob. */
+sbyte4 SSL_getClientSessionInfo(sbyte4 connectionInstance, ubyte *sessionIdLen,
+                                ubyte *sessionId, ubyte *masterSecret);
+MSTATUS SSL_setClientSaveTicketCallback(sbyte4 connectionInstance,
+                                        funcPtrClientSaveTicket callback);
+MSTATUS SSL_setClientRetrieveTicketCallback(sbyte4 connectionInstance,
+                                            funcPtrClientRetrieveTicket callback);
 
 /* Certificate store */
 MSTATUS CERT_STORE_createStore(certStorePtr *ppNewStore);

@@ -175,6 +175,8 @@ MSTATUS CERT_STORE_createStore(certStorePtr *ppNewStore)
     }
     pthread_mutex_init(&store->lock, NULL);
     store->references = 1;
+    store->ticket_lifetime = PYNANO_DEFAULT_TICKET_LIFETIME;
+    store->cache_timeout = PYNANO_DEFAULT_CACHE_TIMEOUT;
     mbedtls_x509_crt_init(&store->trust_points);
     *ppNewStore = store;
     return OK;
@@ -184,6 +186,7 @@ static void store_free(certStorePtr store)
 {
     ubyte4 i;
 
+    pynano_store_session_free(store);
     mbedtls_x509_crt_free(&store->trust_points);
     for (i = 0; i < store->num_identities; i++) {
         mbedtls_x509_crt_free(&store->identities[i].chain);

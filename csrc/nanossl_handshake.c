@@ -90,8 +90,10 @@ sbyte4 SSL_connect(TCP_SOCKET tempSocket, ubyte sessionIdLen, ubyte *sessionId,
         memcpy(conn->hostname, dnsName, name_length + 1);
         conn->has_hostname = 1;
     }
-    /* NOTE: sessionId and masterSecret (TLS 1.2 resumption by session
-     * info) are validated but not yet used; the handshake is always full. */
+    /* An unknown session falls back to a full handshake, as in NanoSSL. */
+    if (sessionIdLen > 0) {
+        (void) pynano_session_lookup_info(conn, sessionId, sessionIdLen, masterSecret);
+    }
     pthread_mutex_unlock(&conn->lock);
     pynano_conn_release(conn);
     return instance;
@@ -240,6 +242,13 @@ sbyte4 SSL_ioctl(sbyte4 connectionInstance, ubyte4 setting, void *value)
         break;
     case PYNANO_SSL_SET_HANDSHAKE_TIMEOUT:
         conn->handshake_timeout_ms = (ubyte4) number;
+        break;
+    case SSL_SET_NUM_TICKETS:
+        if (number > 16) {
+            status = ERR_INVALID_ARG;
+            break;
+        }
+        conn->num_tickets = (int) number;
         break;
     case PYNANO_SSL_SET_CHECK_HOSTNAME:
         conn->check_hostname = number != 0;
@@ -526,6 +535,13 @@ static MSTATUS setup_tls(pynano_conn *conn)
     if (conn->alpn_list[0] != NULL) {
         mbedtls_ssl_conf_alpn_protocols(&conn->conf, conn->alpn_list);
     }
+    if (conn->is_server) {
+        pynano_session_configure_server(conn);
+    } else if (conn->save_ticket_callback != NULL) {
+        /* Without this, Mbed TLS 3.6 reads TLS 1.3 tickets silently. */
+        mbedtls_ssl_conf_tls13_enable_signal_new_session_tickets(
+            &conn->conf, MBEDTLS_SSL_TLS1_3_SIGNAL_NEW_SESSION_TICKETS_ENABLED);
+    }
 
     ret = mbedtls_ssl_setup(&conn->ssl, &conn->conf);
     if (ret != 0) {
@@ -540,6 +556,8 @@ static MSTATUS setup_tls(pynano_conn *conn)
             conn->last_mbedtls_error = ret;
             return ERR_SSL_CONFIG;
         }
+        pynano_session_ask_app(conn);
+        pynano_session_apply_client(conn);
     }
     pynano_io_attach(conn);
     return OK;
@@ -581,6 +599,22 @@ static MSTATUS handshake_failure_status(pynano_conn *conn, int ret)
     return pynano_status_from_mbedtls(conn, ret);
 }
 
+/* Record whether this handshake resumes a session, while Mbed TLS still
+ * has the handshake state that says so. */
+static void note_resumption(pynano_conn *conn)
+{
+    const mbedtls_ssl_handshake_params *handshake = conn->ssl.MBEDTLS_PRIVATE(handshake);
+
+    if (handshake == NULL) {
+        return;
+    }
+    if (mbedtls_ssl_get_version_number(&conn->ssl) == MBEDTLS_SSL_VERSION_TLS1_3) {
+        conn->session_reused = mbedtls_ssl_tls13_key_exchange_mode_with_psk(&conn->ssl);
+    } else {
+        conn->session_reused = handshake->resume != 0;
+    }
+}
+
 static MSTATUS run_handshake(pynano_conn *conn)
 {
     for (;;) {
@@ -595,13 +629,17 @@ static MSTATUS run_handshake(pynano_conn *conn)
             conn->io_interrupted = 0;
             return PYNANO_ERR_INTERRUPTED;
         }
-        if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE ||
-            ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+        if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+            pynano_session_offer_to_app(conn);
+            continue;
+        }
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
             continue;
         }
         if (ret != 0) {
             return handshake_failure_status(conn, ret);
         }
+        note_resumption(conn);
         status = decide_peer_certificate(conn);
         if (status != OK) {
             return status;
@@ -643,6 +681,11 @@ sbyte4 SSL_negotiateConnection(sbyte4 connectionInstance)
     }
     conn->io_deadline_ms = 0;
     conn->state = status == OK ? CONN_STATE_OPEN : CONN_STATE_FAILED;
+    /* A TLS 1.2 session is complete now; TLS 1.3 tickets come later. */
+    if (status == OK && !conn->is_server &&
+        mbedtls_ssl_get_version_number(&conn->ssl) == MBEDTLS_SSL_VERSION_TLS1_2) {
+        pynano_session_offer_to_app(conn);
+    }
     pynano_debug("instance %d handshake: %s", conn->instance, DISPLAY_ERROR(status));
     pynano_conn_end_call(conn);
     return status;

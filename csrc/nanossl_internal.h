@@ -14,6 +14,7 @@
 #include "mbedtls/platform.h"
 #include "mbedtls/psa_util.h"
 #include "mbedtls/ssl.h"
+#include "mbedtls/ssl_cache.h"
 #include "mbedtls/x509_crt.h"
 #include "mbedtls/pk.h"
 
@@ -34,6 +35,17 @@ typedef struct pynano_identity {
     mbedtls_pk_context key;
 } pynano_identity;
 
+/* A session ticket key: AES-256-GCM in PSA, named by 4 random bytes. */
+typedef struct pynano_ticket_key {
+    int in_use;
+    psa_key_id_t id;
+    unsigned char name[4];
+    uint64_t created;             /* Unix seconds */
+} pynano_ticket_key;
+
+#define PYNANO_DEFAULT_TICKET_LIFETIME  7200   /* seconds */
+#define PYNANO_DEFAULT_CACHE_TIMEOUT    7200   /* seconds */
+
 /* A certificate store: parsed once, shared read-only by every connection
  * that references it. It is frozen at first use, because Mbed TLS walks the
  * trust list and identity chains without a lock during handshakes. */
@@ -45,6 +57,13 @@ struct certStore {
     ubyte4 num_trust_points;
     pynano_identity identities[PYNANO_MAX_IDENTITIES];
     ubyte4 num_identities;
+
+    /* Server sessions issued under this store (nanossl_session.c). */
+    pynano_ticket_key ticket_keys[2];     /* current, previous */
+    uint32_t ticket_lifetime;
+    uint32_t cache_timeout;
+    int cache_ready;
+    mbedtls_ssl_cache_context cache;
 };
 
 typedef enum pynano_conn_state {
@@ -83,6 +102,17 @@ typedef struct pynano_conn {
     const char *alpn_list[PYNANO_MAX_ALPN + 1];
     funcPtrInvalidCertCallback invalid_cert_callback;
 
+    /* Session resumption (nanossl_session.c) */
+    int num_tickets;              /* TLS 1.3 tickets to send; -1 = default */
+    funcPtrClientSaveTicket save_ticket_callback;
+    funcPtrClientRetrieveTicket retrieve_ticket_callback;
+    unsigned char *resume_blob;   /* client: session to offer, owned */
+    size_t resume_blob_length;
+    const char *resume_rejected_reason;
+    int session_reused;
+    mbedtls_x509_crt resumed_peer_cert;  /* client certificate from a ticket */
+    int has_resumed_peer_cert;
+
     /* Verification results, filled during the handshake. */
     int verify_decided;
     pynano_verify_details verify;
@@ -111,6 +141,19 @@ void pynano_conn_unlink(pynano_conn *conn);
 /* nanossl_cert_store.c */
 void pynano_store_retain(certStorePtr store);
 void pynano_store_release(certStorePtr store);
+
+/* nanossl_session.c */
+void pynano_store_session_free(certStorePtr store);
+void pynano_session_configure_server(pynano_conn *conn);
+void pynano_session_apply_client(pynano_conn *conn);
+void pynano_session_ask_app(pynano_conn *conn);
+void pynano_session_offer_to_app(pynano_conn *conn);
+MSTATUS pynano_session_take_blob(pynano_conn *conn, const unsigned char *blob, size_t length);
+void pynano_session_forget_blob(pynano_conn *conn);
+MSTATUS pynano_session_lookup_info(pynano_conn *conn, const unsigned char *id,
+                                   size_t id_length, const unsigned char *master);
+void pynano_session_client_free(void);
+int pynano_server_capacity(void);
 
 /* nanossl_io.c */
 void pynano_io_attach(pynano_conn *conn);

@@ -121,10 +121,13 @@ sbyte4 SSL_recv(sbyte4 connectionInstance, sbyte *pRetBuffer, sbyte4 bufferSize,
             status = OK;
             break;
         }
-        /* TLS 1.3 post-handshake messages (NewSessionTicket) surface as
-         * these; they carry no application data, so read on. */
-        if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE ||
-            ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+        /* A TLS 1.3 NewSessionTicket carries no application data: hand the
+         * session to the save-ticket callback and read on. */
+        if (ret == MBEDTLS_ERR_SSL_RECEIVED_NEW_SESSION_TICKET) {
+            pynano_session_offer_to_app(conn);
+            continue;
+        }
+        if (ret == MBEDTLS_ERR_SSL_WANT_READ || ret == MBEDTLS_ERR_SSL_WANT_WRITE) {
             continue;
         }
         if (ret == MBEDTLS_ERR_SSL_TIMEOUT) {
@@ -334,6 +337,9 @@ sbyte4 PYNANO_getPeerCertificate(sbyte4 connectionInstance, ubyte4 index, ubyte 
         return status;
     }
     crt = mbedtls_ssl_get_peer_cert(&conn->ssl);
+    if (crt == NULL && conn->has_resumed_peer_cert) {
+        crt = &conn->resumed_peer_cert;
+    }
     for (i = 0; crt != NULL && i < index; i++) {
         crt = crt->next;
     }

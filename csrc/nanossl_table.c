@@ -25,6 +25,7 @@ static pynano_conn **g_slots;
 static sbyte4 *g_generation;
 static sbyte4 g_capacity;
 static sbyte4 g_in_use;
+static sbyte4 g_server_capacity = 16;
 
 int pynano_table_ready(void)
 {
@@ -36,9 +37,16 @@ int pynano_table_ready(void)
     return ready;
 }
 
+int pynano_server_capacity(void)
+{
+    return g_server_capacity;
+}
+
 static void conn_destroy(pynano_conn *conn)
 {
     pynano_conn_free_tls(conn);
+    pynano_session_forget_blob(conn);
+    mbedtls_x509_crt_free(&conn->resumed_peer_cert);
     if (conn->store != NULL) {
         pynano_store_release(conn->store);
     }
@@ -97,6 +105,9 @@ sbyte4 SSL_init(sbyte4 numServerConnections, sbyte4 numClientConnections)
     g_slots = slots;
     g_generation = generation;
     g_capacity = capacity;
+    /* The TLS 1.2 session cache of each store holds one entry per server
+     * connection the table can hold. */
+    g_server_capacity = numServerConnections > 0 ? numServerConnections : 1;
     g_in_use = 0;
     pthread_mutex_unlock(&g_table_lock);
     return OK;
@@ -123,6 +134,7 @@ sbyte4 SSL_shutdownStack(void)
     g_generation = NULL;
     pthread_mutex_unlock(&g_table_lock);
 
+    pynano_session_client_free();
     if (slots == NULL) {
         return OK;
     }
@@ -179,6 +191,8 @@ pynano_conn *pynano_conn_new(int is_server, TCP_SOCKET fd, certStorePtr store,
     conn->max_minor = TLS13_MINORVERSION;
     conn->peer_alert = -1;
     conn->verify.depth = -1;
+    conn->num_tickets = -1;
+    mbedtls_x509_crt_init(&conn->resumed_peer_cert);
     conn->references = 1;
     if (store != NULL) {
         pynano_store_retain(store);

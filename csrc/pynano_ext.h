@@ -69,6 +69,21 @@ MSTATUS PYNANO_CERT_STORE_addIdentityWithPassword(
 MSTATUS PYNANO_CERT_STORE_getCounts(certStorePtr pCertStore,
                                     ubyte4 *pTrustPoints, ubyte4 *pIdentities);
 
+/* Session resumption: blobs for the ssl-style session objects, whether the
+ * last handshake resumed, and the server store's ticket keys. */
+sbyte4 PYNANO_getSessionBlob(sbyte4 connectionInstance, ubyte *buffer,
+                             ubyte4 bufferSize, ubyte4 *pLength);
+sbyte4 PYNANO_setSessionBlob(sbyte4 connectionInstance, const ubyte *blob,
+                             ubyte4 length);
+sbyte4 PYNANO_getSessionReused(sbyte4 connectionInstance, sbyte4 *pReused);
+/* Retire every ticket key: earlier tickets then give a full handshake. */
+MSTATUS PYNANO_CERT_STORE_rotateTicketKeys(certStorePtr pCertStore);
+/* Ticket lifetime (also the automatic key rotation period) and TLS 1.2
+ * session cache timeout, in seconds, at most 604800 (7 days). */
+MSTATUS PYNANO_CERT_STORE_setSessionLifetimes(certStorePtr pCertStore,
+                                              ubyte4 ticketLifetimeSeconds,
+                                              ubyte4 cacheTimeoutSeconds);
+
 /* ALPN: protocols is a list of NUL-terminated names, ended by an empty one. */
 sbyte4 PYNANO_setAlpnProtocols(sbyte4 connectionInstance,
                                const char *protocols, ubyte4 length);

@@ -25,6 +25,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._constants import *  # noqa: F401,F403  (the NanoSSL constants are part of this API)
 from ._constants import (
+    ERR_INVALID_ARG,
     ERR_NULL_POINTER,
     ERR_SSL_BAD_ID,
     ERR_TCP_READ_TIMEOUT,
@@ -37,6 +38,8 @@ logger = logging.getLogger("pynano")
 
 SocketLike = Union[socket.socket, int]
 InvalidCertCallback = Callable[[int, int], Any]
+SaveTicketCallback = Callable[[int, bytes, bytes], Any]
+RetrieveTicketCallback = Callable[[int, bytes], Optional[bytes]]
 Buffer = Union[bytes, bytearray, memoryview]
 
 INT32_MAX = 2**31 - 1
@@ -107,6 +110,8 @@ class _ConnectionRecord:
     sock: Any = None
     store: Optional["CertStore"] = None
     invalid_cert_callback: Optional[InvalidCertCallback] = None
+    save_ticket_callback: Optional[SaveTicketCallback] = None
+    retrieve_ticket_callback: Optional[RetrieveTicketCallback] = None
     callback_error: Optional[BaseException] = None
     extras: Dict[str, Any] = field(default_factory=dict)
 
@@ -165,6 +170,59 @@ def pynano_invalid_cert_trampoline(ci: int, status: int) -> int:
                      "with %s", ci, error, DISPLAY_ERROR(status))
         return status
     return _callback_verdict(ci, status, result)
+
+
+@ffi.def_extern(onerror=lambda *args: ERR_NULL_POINTER)
+def pynano_save_ticket_trampoline(ci: int, server_info: Any, server_info_len: int, _user_data: Any,
+                                  ticket: Any, ticket_len: int) -> int:
+    """Run the Python save-ticket callback of connection ci."""
+    record = _record(ci)
+    if record is None or record.save_ticket_callback is None:
+        return OK
+    info = bytes(ffi.buffer(server_info, server_info_len))
+    blob = bytes(ffi.buffer(ticket, ticket_len))
+    try:
+        record.save_ticket_callback(ci, info, blob)
+    except BaseException as error:  # noqa: BLE001  (never unwind through C)
+        record.callback_error = error
+        logger.error("instance %d: save-ticket callback raised %r; the session is not saved", ci, error)
+        return ERR_NULL_POINTER
+    return OK
+
+
+@ffi.def_extern(onerror=lambda *args: ERR_NULL_POINTER)
+def pynano_retrieve_ticket_trampoline(ci: int, server_info: Any, server_info_len: int, _user_data: Any,
+                                      pp_ticket: Any, p_ticket_len: Any, p_free_memory: Any) -> int:
+    """Run the Python retrieve-ticket callback of connection ci.
+
+    The returned bytes are kept on the connection record; C copies them
+    before this connection's handshake goes on, so C never frees them.
+    """
+    record = _record(ci)
+    p_free_memory[0] = 0
+    if record is None or record.retrieve_ticket_callback is None:
+        return OK
+    info = bytes(ffi.buffer(server_info, server_info_len))
+    try:
+        ticket = record.retrieve_ticket_callback(ci, info)
+    except BaseException as error:  # noqa: BLE001  (never unwind through C)
+        record.callback_error = error
+        logger.error("instance %d: retrieve-ticket callback raised %r; full handshake", ci, error)
+        return ERR_NULL_POINTER
+    if ticket is None:
+        return OK
+    if not isinstance(ticket, (bytes, bytearray, memoryview)) or len(ticket) == 0:
+        logger.error("instance %d: retrieve-ticket callback returned %r, not bytes or None; "
+                     "full handshake", ci, type(ticket).__name__)
+        return ERR_INVALID_ARG
+    # Sized by hand: ffi.new() with a bytes initializer appends a NUL byte.
+    data = bytes(ticket)
+    kept = ffi.new("ubyte[]", len(data))
+    ffi.memmove(kept, data, len(data))
+    record.extras["retrieved_ticket"] = kept
+    pp_ticket[0] = kept
+    p_ticket_len[0] = len(data)
+    return OK
 
 
 # ---- lifecycle ---------------------------------------------------------
@@ -398,6 +456,96 @@ def _c_string(name: str, value: Any) -> Any:
     if b"\0" in value:
         raise ValueError(f"{name}={value!r} contains a NUL byte")
     return ffi.new("char[]", value)
+
+
+# ---- session resumption ------------------------------------------------
+
+
+def SSL_getClientSessionInfo(connectionInstance: int) -> Tuple[int, bytes, bytes]:
+    """Return (status, sessionId, masterSecret) after a TLS 1.2 client handshake.
+
+    Pass both to SSL_connect to resume. NOTE: they resume only within this
+    process, because pynano keeps the rest of the session (suite, server
+    certificate) beside them in memory.
+    """
+    id_length = ffi.new("ubyte *")
+    session_id = ffi.new("ubyte[]", 32)
+    master = ffi.new("ubyte[]", 48)
+    status = lib.SSL_getClientSessionInfo(_instance(connectionInstance), id_length, session_id, master)
+    if status != OK:
+        return status, b"", b""
+    return status, bytes(ffi.buffer(session_id, id_length[0])), bytes(ffi.buffer(master, 48))
+
+
+def SSL_setClientSaveTicketCallback(connectionInstance: int, callback: Optional[SaveTicketCallback]) -> int:
+    """Set the callable that stores a session: callback(ci, serverInfo, ticket).
+
+    The ticket is an opaque, versioned pynano session blob for TLS 1.2 and
+    TLS 1.3 alike; it is offered to the same server later through the
+    retrieve-ticket callback.
+    """
+    return _set_ticket_callback(connectionInstance, callback, "save_ticket_callback",
+                                lib.SSL_setClientSaveTicketCallback, lib.pynano_save_ticket_trampoline)
+
+
+def SSL_setClientRetrieveTicketCallback(connectionInstance: int,
+                                        callback: Optional[RetrieveTicketCallback]) -> int:
+    """Set the callable that offers a stored session: callback(ci, serverInfo) -> bytes or None."""
+    return _set_ticket_callback(connectionInstance, callback, "retrieve_ticket_callback",
+                                lib.SSL_setClientRetrieveTicketCallback,
+                                lib.pynano_retrieve_ticket_trampoline)
+
+
+def _set_ticket_callback(connectionInstance: int, callback: Any, field_name: str, setter: Any,
+                         trampoline: Any) -> int:
+    ci = _instance(connectionInstance)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+    status = setter(ci, ffi.NULL if callback is None else trampoline)
+    if status == OK:
+        record = _record(ci)
+        if record is None:
+            return ERR_SSL_BAD_ID
+        setattr(record, field_name, callback)
+    return status
+
+
+def PYNANO_getSessionBlob(connectionInstance: int) -> Tuple[int, Optional[bytes]]:
+    """Return (status, session blob) of an open client connection."""
+    ci = _instance(connectionInstance)
+    length = ffi.new("ubyte4 *")
+    status = lib.PYNANO_getSessionBlob(ci, ffi.NULL, 0, length)
+    if status != OK:
+        return status, None
+    buffer = ffi.new("ubyte[]", length[0])
+    status = lib.PYNANO_getSessionBlob(ci, buffer, length[0], length)
+    return status, (bytes(ffi.buffer(buffer, length[0])) if status == OK else None)
+
+
+def PYNANO_setSessionBlob(connectionInstance: int, blob: Buffer) -> int:
+    """Offer a session blob on a client connection before its handshake."""
+    data = _read_buffer("blob", blob, "ubyte[]")
+    return lib.PYNANO_setSessionBlob(_instance(connectionInstance), data, len(data))
+
+
+def PYNANO_getSessionReused(connectionInstance: int) -> Tuple[int, bool]:
+    """Return (status, whether the handshake resumed a session)."""
+    reused = ffi.new("sbyte4 *")
+    status = lib.PYNANO_getSessionReused(_instance(connectionInstance), reused)
+    return status, bool(reused[0])
+
+
+def PYNANO_CERT_STORE_rotateTicketKeys(pCertStore: "CertStore") -> int:
+    """Retire every ticket key of a server store; older tickets give full handshakes."""
+    return lib.PYNANO_CERT_STORE_rotateTicketKeys(_store_pointer(pCertStore))
+
+
+def PYNANO_CERT_STORE_setSessionLifetimes(pCertStore: "CertStore", ticketLifetimeSeconds: int,
+                                          cacheTimeoutSeconds: int) -> int:
+    """Set the ticket lifetime (and key rotation period) and the session cache timeout."""
+    return lib.PYNANO_CERT_STORE_setSessionLifetimes(
+        _store_pointer(pCertStore), _check_int("ticketLifetimeSeconds", ticketLifetimeSeconds, 0, UINT32_MAX),
+        _check_int("cacheTimeoutSeconds", cacheTimeoutSeconds, 0, UINT32_MAX))
 
 
 # ---- certificate store -------------------------------------------------
