@@ -20,8 +20,13 @@
  * per-process key, so a tampered, truncated, foreign or expired blob is
  * detected and the handshake falls back to a full one:
  *
- *   blob = "PYNS" | version (1) | created (8) | lifetime (4) | length (4)
+ *   blob = "PYNS" | version (1) | created (8) | lifetime (4)
+ *          | name length (4) | cert length (4) | session length (4)
+ *          | server name | server certificate DER
  *          | mbedtls_ssl_session_save() output | HMAC-SHA256 (32)
+ *
+ * The name binds the blob to the server it came from; the certificate is
+ * kept because a TLS 1.3 session restored by Mbed TLS has none.
  */
 /* First, so MBEDTLS_ALLOW_PRIVATE_ACCESS precedes every Mbed TLS header. */
 #include "nanossl_internal.h"
@@ -43,7 +48,7 @@
 #define TICKET_PLAIN_HEADER 16
 #define BLOB_MAGIC          "PYNS"
 #define BLOB_VERSION        1
-#define BLOB_HEADER_LEN     (4 + 1 + 8 + 4 + 4)
+#define BLOB_HEADER_LEN     (4 + 1 + 8 + 4 + 4 + 4 + 4)
 #define BLOB_MAC_LEN        32
 #define SESSION_SAVE_MAX    8192
 #define CLIENT_SESSIONS     64
@@ -481,8 +486,13 @@ static int copy_session(pynano_conn *conn, mbedtls_ssl_session *out)
 static MSTATUS session_blob_make(pynano_conn *conn, unsigned char **blob, size_t *blob_length)
 {
     mbedtls_ssl_session session;
+    const mbedtls_x509_crt *peer;
+    size_t name_length = conn->has_hostname ? strlen(conn->hostname) : 0;
+    size_t cert_length;
     size_t saved_length = 0;
+    size_t body_length;
     unsigned char *out;
+    unsigned char *p;
     int ret;
 
     mbedtls_ssl_session_init(&session);
@@ -492,36 +502,53 @@ static MSTATUS session_blob_make(pynano_conn *conn, unsigned char **blob, size_t
         conn->last_mbedtls_error = ret;
         return ERR_SSL_BAD_STATE;
     }
+    peer = session.peer_cert != NULL ? session.peer_cert
+           : (conn->has_resumed_peer_cert ? &conn->resumed_peer_cert : NULL);
+    cert_length = peer != NULL ? peer->raw.len : 0;
     mbedtls_ssl_session_save(&session, NULL, 0, &saved_length);
-    out = malloc(BLOB_HEADER_LEN + saved_length + BLOB_MAC_LEN);
+    body_length = BLOB_HEADER_LEN + name_length + cert_length + saved_length;
+    out = malloc(body_length + BLOB_MAC_LEN);
     if (out == NULL) {
         mbedtls_ssl_session_free(&session);
         return ERR_MEM_ALLOC_FAIL;
     }
+
     memcpy(out, BLOB_MAGIC, 4);
     out[4] = BLOB_VERSION;
     put_u64(out + 5, unix_now());
     put_u32(out + 13, session_lifetime(&session));
-    put_u32(out + 17, (uint32_t) saved_length);
-    ret = mbedtls_ssl_session_save(&session, out + BLOB_HEADER_LEN, saved_length, &saved_length);
+    put_u32(out + 17, (uint32_t) name_length);
+    put_u32(out + 21, (uint32_t) cert_length);
+    put_u32(out + 25, (uint32_t) saved_length);
+    p = out + BLOB_HEADER_LEN;
+    memcpy(p, conn->hostname, name_length);
+    p += name_length;
+    if (cert_length > 0) {
+        memcpy(p, peer->raw.p, cert_length);
+        p += cert_length;
+    }
+    ret = mbedtls_ssl_session_save(&session, p, saved_length, &saved_length);
     mbedtls_ssl_session_free(&session);
-    if (ret != 0 || blob_mac(out, BLOB_HEADER_LEN + saved_length,
-                             out + BLOB_HEADER_LEN + saved_length) != 0) {
-        mbedtls_platform_zeroize(out, BLOB_HEADER_LEN + saved_length);
+    if (ret != 0 || blob_mac(out, body_length, out + body_length) != 0) {
+        mbedtls_platform_zeroize(out, body_length);
         free(out);
         return ERR_SSL_CONFIG;
     }
     *blob = out;
-    *blob_length = BLOB_HEADER_LEN + saved_length + BLOB_MAC_LEN;
+    *blob_length = body_length + BLOB_MAC_LEN;
     return OK;
 }
 
-/* Check a blob and load its session; NULL reason means it may be used. */
-static const char *session_blob_open(const unsigned char *blob, size_t length,
+/* Check a blob for this connection and load its session and the server
+ * certificate; NULL reason means it may be used. */
+static const char *session_blob_open(pynano_conn *conn, const unsigned char *blob, size_t length,
                                      mbedtls_ssl_session *session)
 {
     unsigned char mac[BLOB_MAC_LEN];
+    size_t name_length;
+    size_t cert_length;
     size_t saved_length;
+    const unsigned char *p;
 
     if (length < BLOB_HEADER_LEN + BLOB_MAC_LEN || memcmp(blob, BLOB_MAGIC, 4) != 0) {
         return "it is not a pynano session blob";
@@ -529,8 +556,12 @@ static const char *session_blob_open(const unsigned char *blob, size_t length,
     if (blob[4] != BLOB_VERSION) {
         return "its format version is not supported by this pynano";
     }
-    saved_length = get_u32(blob + 17);
-    if (saved_length != length - BLOB_HEADER_LEN - BLOB_MAC_LEN) {
+    name_length = get_u32(blob + 17);
+    cert_length = get_u32(blob + 21);
+    saved_length = get_u32(blob + 25);
+    if (name_length > PYNANO_MAX_HOSTNAME || cert_length > SESSION_SAVE_MAX ||
+        saved_length > SESSION_SAVE_MAX ||
+        BLOB_HEADER_LEN + name_length + cert_length + saved_length + BLOB_MAC_LEN != length) {
         return "it is truncated or padded";
     }
     if (blob_mac(blob, length - BLOB_MAC_LEN, mac) != 0 ||
@@ -540,12 +571,23 @@ static const char *session_blob_open(const unsigned char *blob, size_t length,
     if (unix_now() - get_u64(blob + 5) >= get_u32(blob + 13)) {
         return "it has expired";
     }
-    if (mbedtls_ssl_session_load(session, blob + BLOB_HEADER_LEN, saved_length) != 0) {
+    p = blob + BLOB_HEADER_LEN;
+    if (name_length != (conn->has_hostname ? strlen(conn->hostname) : 0) ||
+        memcmp(p, conn->hostname, name_length) != 0) {
+        return "it was made for another server name";
+    }
+    p += name_length;
+    if (mbedtls_ssl_session_load(session, p + cert_length, saved_length) != 0) {
         return "its session does not load in this build";
     }
     if (session->endpoint != MBEDTLS_SSL_IS_CLIENT) {
         return "it is not a client session";
     }
+
+    mbedtls_x509_crt_free(&conn->resumed_peer_cert);
+    mbedtls_x509_crt_init(&conn->resumed_peer_cert);
+    conn->has_resumed_peer_cert =
+        cert_length > 0 && mbedtls_x509_crt_parse_der(&conn->resumed_peer_cert, p, cert_length) == 0;
     return NULL;
 }
 
@@ -559,9 +601,9 @@ void pynano_session_apply_client(pynano_conn *conn)
         return;
     }
     mbedtls_ssl_session_init(&session);
-    reason = session_blob_open(conn->resume_blob, conn->resume_blob_length, &session);
-    if (reason == NULL && !session_acceptable(conn, &session, 1, 0, &reason)) {
-        /* reason is set by session_acceptable */
+    reason = session_blob_open(conn, conn->resume_blob, conn->resume_blob_length, &session);
+    if (reason == NULL) {
+        (void) session_acceptable(conn, &session, 1, 0, &reason);
     }
     if (reason == NULL && mbedtls_ssl_set_session(&conn->ssl, &session) != 0) {
         reason = "Mbed TLS refused it";
@@ -570,6 +612,9 @@ void pynano_session_apply_client(pynano_conn *conn)
         pynano_debug("instance %d: session not offered because %s; full handshake",
                      conn->instance, reason);
         conn->resume_rejected_reason = reason;
+        mbedtls_x509_crt_free(&conn->resumed_peer_cert);
+        mbedtls_x509_crt_init(&conn->resumed_peer_cert);
+        conn->has_resumed_peer_cert = 0;
     }
     mbedtls_ssl_session_free(&session);
 }
@@ -578,7 +623,7 @@ MSTATUS pynano_session_take_blob(pynano_conn *conn, const unsigned char *blob, s
 {
     unsigned char *copy;
 
-    if (length == 0 || length > SESSION_SAVE_MAX + BLOB_HEADER_LEN + BLOB_MAC_LEN) {
+    if (length == 0 || length > 3 * SESSION_SAVE_MAX) {
         return ERR_BAD_LENGTH;
     }
     copy = malloc(length);
