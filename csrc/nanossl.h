@@ -183,6 +183,7 @@ MSTATUS SSL_setInvalidCertCallback(sbyte4 connectionInstance,
                                    funcPtrInvalidCertCallback callback);
 sbyte4 SSL_enableCiphers(sbyte4 connectionInstance,
                          const ubyte2 *pCipherSuiteList, ubyte4 listLength);
+sbyte4 SSL_getCipherList(sbyte4 connectionInstance, ubyte2 **ppIds, ubyte4 *pCount);
 sbyte4 SSL_getCipherInfo(sbyte4 connectionInstance, ubyte2 *pCipherId,
                          ubyte4 *pPeerEcCurves);
 sbyte4 SSL_getSSLTLSVersion(sbyte4 connectionInstance, ubyte4 *pVersion);

@@ -5,6 +5,8 @@
 /* First, so MBEDTLS_ALLOW_PRIVATE_ACCESS precedes every Mbed TLS header. */
 #include "nanossl_internal.h"
 
+#include <string.h>
+
 #include "mbedtls/ssl_ciphersuites.h"
 
 static int build_supports(int id)
@@ -60,6 +62,7 @@ sbyte4 SSL_enableCiphers(sbyte4 connectionInstance, const ubyte2 *pCipherSuiteLi
     sbyte4 status;
     ubyte4 i;
     int count = 0;
+    int selected[PYNANO_MAX_CIPHERS];
 
     if (pCipherSuiteList == NULL && listLength != 0) {
         return ERR_NULL_POINTER;
@@ -70,7 +73,8 @@ sbyte4 SSL_enableCiphers(sbyte4 connectionInstance, const ubyte2 *pCipherSuiteLi
     }
 
     /* Unsupported ids are skipped, as NanoSSL does, so one list can serve
-     * builds with different suites compiled in. */
+     * builds with different suites compiled in. The new list is built aside
+     * so that a call that fails leaves the earlier restriction in place. */
     for (i = 0; i < listLength && count < PYNANO_MAX_CIPHERS; i++) {
         int id = pCipherSuiteList[i];
         int j;
@@ -82,14 +86,17 @@ sbyte4 SSL_enableCiphers(sbyte4 connectionInstance, const ubyte2 *pCipherSuiteLi
             continue;
         }
         for (j = 0; j < count; j++) {
-            duplicate |= conn->ciphers[j] == id;
+            duplicate |= selected[j] == id;
         }
         if (!duplicate) {
-            conn->ciphers[count++] = id;
+            selected[count++] = id;
         }
     }
-    conn->ciphers[count] = 0;
-    conn->num_ciphers = count;
+    if (count > 0) {
+        memcpy(conn->ciphers, selected, sizeof(selected[0]) * (size_t) count);
+        conn->ciphers[count] = 0;
+        conn->num_ciphers = count;
+    }
     pynano_conn_end_call(conn);
     return count == 0 ? ERR_SSL_NO_CIPHER_MATCH : OK;
 #else
@@ -98,4 +105,30 @@ sbyte4 SSL_enableCiphers(sbyte4 connectionInstance, const ubyte2 *pCipherSuiteLi
     (void) listLength;
     return ERR_SSL_DISABLED;
 #endif
+}
+
+sbyte4 SSL_getCipherList(sbyte4 connectionInstance, ubyte2 **ppIds, ubyte4 *pCount)
+{
+    pynano_conn *conn;
+    const int *ids;
+    ubyte4 count = 0;
+
+    if (ppIds == NULL || pCount == NULL) {
+        return ERR_NULL_POINTER;
+    }
+    conn = pynano_conn_acquire(connectionInstance);
+    if (conn == NULL) {
+        return ERR_SSL_BAD_ID;
+    }
+    pthread_mutex_lock(&conn->lock);
+    ids = conn->num_ciphers > 0 ? conn->ciphers : mbedtls_ssl_list_ciphersuites();
+    for (; ids[count] != 0 && count < PYNANO_MAX_CIPHERS; count++) {
+        conn->cipher_list_view[count] = (ubyte2) ids[count];
+    }
+    /* The array belongs to the connection and stays valid until it closes
+     * or this function is called again. */
+    *ppIds = conn->cipher_list_view;
+    *pCount = count;
+    pynano_conn_end_call(conn);
+    return OK;
 }

@@ -340,6 +340,27 @@ static int negotiated_minor(const pynano_conn *conn)
     return version == MBEDTLS_SSL_VERSION_TLS1_3 ? TLS13_MINORVERSION : TLS12_MINORVERSION;
 }
 
+/* Make the next TLS 1.3 record go out under the keys the peer reads with.
+ * Mbed TLS 3.6.6 gets this wrong in two places while certificates are
+ * checked: its server switches to the application keys only at wrap-up,
+ * though the client reads with them once it has the server's Finished; and
+ * its client still writes in plaintext while reading the server's
+ * certificate, though RFC 8446 section 5 has it use the handshake keys.
+ * Either way the peer could not read the alert. */
+static void use_tls13_alert_keys(pynano_conn *conn)
+{
+    mbedtls_ssl_context *ssl = &conn->ssl;
+    mbedtls_ssl_handshake_params *handshake = ssl->MBEDTLS_PRIVATE(handshake);
+
+    if (conn->is_server && ssl->MBEDTLS_PRIVATE(transform_application) != NULL) {
+        mbedtls_ssl_set_outbound_transform(ssl, ssl->MBEDTLS_PRIVATE(transform_application));
+    } else if (!conn->is_server && handshake != NULL &&
+               handshake->transform_handshake != NULL &&
+               ssl->MBEDTLS_PRIVATE(transform_out) == NULL) {
+        mbedtls_ssl_set_outbound_transform(ssl, handshake->transform_handshake);
+    }
+}
+
 static MSTATUS reject_peer(pynano_conn *conn, MSTATUS status)
 {
     sbyte4 alert = pynano_alert_for_status(status, negotiated_minor(conn));
@@ -347,13 +368,8 @@ static MSTATUS reject_peer(pynano_conn *conn, MSTATUS status)
     if (alert < 0 || alert == SSL_ALERT_CLOSE_NOTIFY) {
         alert = SSL_ALERT_HANDSHAKE_FAILURE;
     }
-    /* A TLS 1.3 client reads the server's records with the application
-     * keys once it has the server's Finished, but Mbed TLS 3.6.6 switches
-     * its server to those keys only at wrap-up; an alert about the client's
-     * certificate would arrive unreadable (bad_record_mac at the peer). */
-    if (conn->is_server && negotiated_minor(conn) == TLS13_MINORVERSION &&
-        conn->ssl.MBEDTLS_PRIVATE(transform_application) != NULL) {
-        mbedtls_ssl_set_outbound_transform(&conn->ssl, conn->ssl.MBEDTLS_PRIVATE(transform_application));
+    if (negotiated_minor(conn) == TLS13_MINORVERSION) {
+        use_tls13_alert_keys(conn);
     }
     mbedtls_ssl_send_alert_message(&conn->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                    (unsigned char) alert);

@@ -96,6 +96,7 @@ typedef struct pynano_conn {
     ubyte4 handshake_timeout_ms;  /* whole-handshake deadline, 0 = none */
     int ciphers[PYNANO_MAX_CIPHERS + 1];  /* 0-terminated; empty = defaults */
     int num_ciphers;
+    ubyte2 cipher_list_view[PYNANO_MAX_CIPHERS];   /* SSL_getCipherList output */
     char hostname[PYNANO_MAX_HOSTNAME + 1];
     int has_hostname;
     char alpn_storage[PYNANO_ALPN_BUFFER];
@@ -122,6 +123,7 @@ typedef struct pynano_conn {
     int peer_alert;               /* -1 = none */
     int io_errno;                 /* errno of the last failed socket call */
     int io_eof;                   /* the peer closed the TCP connection */
+    int peer_sent_close_notify;   /* our close_notify is still owed */
     int io_interrupted;           /* a signal interrupted poll() */
     int64_t io_deadline_ms;       /* monotonic deadline for the current call */
 

@@ -42,6 +42,7 @@ static void end_call(pynano_conn *conn)
 static MSTATUS record_failure(pynano_conn *conn, int ret)
 {
     conn->last_mbedtls_error = ret;
+    conn->peer_sent_close_notify = ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY;
     if (ret == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY || ret == MBEDTLS_ERR_SSL_CONN_EOF ||
         ret == MBEDTLS_ERR_NET_CONN_RESET || ret == 0) {
         conn->state = CONN_STATE_CLOSED;
@@ -195,11 +196,13 @@ sbyte4 SSL_closeConnection(sbyte4 connectionInstance)
         return ERR_SSL_BAD_ID;
     }
     pthread_mutex_lock(&conn->lock);
-    if (conn->state == CONN_STATE_OPEN) {
-        /* Best effort: a peer that already left makes this fail, and the
-         * connection is freed either way. */
+    /* A peer's close_notify is answered with ours (RFC 8446 section 6.1).
+     * Best effort: a peer that already left makes this fail, and the
+     * connection is freed either way. */
+    if (conn->state == CONN_STATE_OPEN || conn->peer_sent_close_notify) {
         (void) mbedtls_ssl_close_notify(&conn->ssl);
         conn->state = CONN_STATE_CLOSED;
+        conn->peer_sent_close_notify = 0;
     }
     pthread_mutex_unlock(&conn->lock);
     pynano_debug("instance %d closed", connectionInstance);

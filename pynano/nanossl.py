@@ -408,6 +408,16 @@ def SSL_enableCiphers(connectionInstance: int, pCipherSuiteList: Sequence[int]) 
     return lib.SSL_enableCiphers(ci, array, len(ids))
 
 
+def SSL_getCipherList(connectionInstance: int) -> Tuple[int, List[int]]:
+    """Return (status, enabled cipher suite ids) of a connection."""
+    ids = ffi.new("ubyte2 **")
+    count = ffi.new("ubyte4 *")
+    status = lib.SSL_getCipherList(_instance(connectionInstance), ids, count)
+    if status != OK:
+        return status, []
+    return status, [ids[0][i] for i in range(count[0])]
+
+
 def SSL_getCipherInfo(connectionInstance: int) -> Tuple[int, int, int]:
     """Return (status, cipherId, peerEcCurves)."""
     cipher_id = ffi.new("ubyte2 *")

@@ -106,3 +106,22 @@ def test_blocking_recv_releases_gil(pki: Pki, listener, server_store) -> None:
     # Held in C, the GIL would leave this thread only the gaps between the
     # reader's 250 ms waits; released, it runs at about its own pace.
     assert ticks > baseline // 2
+
+
+def test_cipher_list_reports_selection(listener) -> None:
+    client = connect(listener)
+    server = accept(listener)
+    try:
+        ci = nanossl.SSL_acceptConnection(server, None)
+        status, defaults = nanossl.SSL_getCipherList(ci)
+        assert status == nanossl.OK
+        assert 0x1301 in defaults
+        assert 0xC02B in defaults
+
+        assert nanossl.SSL_enableCiphers(ci, [0xCCA9, 0x1303, 0xFFFF]) == nanossl.OK
+        assert nanossl.SSL_getCipherList(ci) == (nanossl.OK, [0xCCA9, 0x1303])
+        assert nanossl.SSL_closeConnection(ci) == nanossl.OK
+        assert nanossl.SSL_getCipherList(ci) == (nanossl.ERR_SSL_BAD_ID, [])
+    finally:
+        server.close()
+        client.close()
