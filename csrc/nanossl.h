@@ -113,6 +113,9 @@ typedef struct SizedBuffer {
 #define PYNANO_SSL_SET_HANDSHAKE_TIMEOUT 0x7002  /* ms, 0 = no limit */
 /* 0 = accept a certificate for another host name (SNI is still sent). */
 #define PYNANO_SSL_SET_CHECK_HOSTNAME 0x7003
+/* Send timeout in ms, 0 = none: a peer that stops reading fails SSL_send
+ * with ERR_TCP_WRITE_ERROR once it passes, and the connection is failed. */
+#define PYNANO_SSL_SET_SEND_TIMEOUT   0x7004
 #define PYNANO_VERIFY_NONE      0
 #define PYNANO_VERIFY_OPTIONAL  1
 #define PYNANO_VERIFY_REQUIRED  2

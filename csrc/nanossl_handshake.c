@@ -250,6 +250,9 @@ sbyte4 SSL_ioctl(sbyte4 connectionInstance, ubyte4 setting, void *value)
         }
         conn->num_tickets = (int) number;
         break;
+    case PYNANO_SSL_SET_SEND_TIMEOUT:
+        conn->send_timeout_ms = (ubyte4) number;
+        break;
     case PYNANO_SSL_SET_CHECK_HOSTNAME:
         conn->check_hostname = number != 0;
         break;

@@ -29,6 +29,8 @@
 /* Handshake reads wait at most this long per poll() so a signal or a
  * handshake deadline is noticed promptly. */
 #define PYNANO_POLL_SLICE_MS    250
+/* SSL_closeConnection waits at most this long to send close_notify. */
+#define PYNANO_CLOSE_NOTIFY_MS  1000
 
 typedef struct pynano_identity {
     mbedtls_x509_crt chain;       /* own certificate first, then its CA chain */
@@ -94,6 +96,7 @@ typedef struct pynano_conn {
     int max_minor;
     ubyte4 recv_timeout_ms;       /* handshake read timeout, 0 = none */
     ubyte4 handshake_timeout_ms;  /* whole-handshake deadline, 0 = none */
+    ubyte4 send_timeout_ms;       /* per SSL_send call, 0 = none */
     int ciphers[PYNANO_MAX_CIPHERS + 1];  /* 0-terminated; empty = defaults */
     int num_ciphers;
     ubyte2 cipher_list_view[PYNANO_MAX_CIPHERS];   /* SSL_getCipherList output */

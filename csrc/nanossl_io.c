@@ -64,12 +64,37 @@ static int next_wait_ms(const pynano_conn *conn, uint32_t timeout_ms, int64_t st
     return wait > 0 ? (int) wait : 0;
 }
 
+/* Milliseconds to wait for the socket to take more data: the least of one
+ * slice, the send timeout left and the call's deadline left. */
+static int send_wait_ms(const pynano_conn *conn, int64_t started)
+{
+    int64_t now = pynano_now_ms();
+    int64_t wait = PYNANO_POLL_SLICE_MS;
+
+    if (conn->send_timeout_ms != 0) {
+        int64_t left = (int64_t) conn->send_timeout_ms - (now - started);
+
+        wait = left < wait ? left : wait;
+    }
+    if (conn->io_deadline_ms > 0) {
+        int64_t left = conn->io_deadline_ms - now;
+
+        wait = left < wait ? left : wait;
+    }
+    return wait > 0 ? (int) wait : 0;
+}
+
+/* The send callback. The socket is written without blocking and waited on
+ * with poll(), so a peer that stops reading cannot hold a call past the
+ * send timeout or the handshake deadline, even on a blocking socket. */
 static int io_send(void *context, const unsigned char *buffer, size_t length)
 {
     pynano_conn *conn = context;
+    int64_t started = pynano_now_ms();
 
     for (;;) {
-        ssize_t sent = send(conn->fd, buffer, length, MSG_NOSIGNAL);
+        ssize_t sent = send(conn->fd, buffer, length, MSG_NOSIGNAL | MSG_DONTWAIT);
+        int wait_ms;
 
         if (sent >= 0) {
             return (int) sent;
@@ -77,18 +102,20 @@ static int io_send(void *context, const unsigned char *buffer, size_t length)
         if (errno == EINTR) {
             continue;
         }
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            int ready = wait_ready(conn->fd, POLLOUT, PYNANO_POLL_SLICE_MS);
-
-            if (ready >= 0 || errno == EINTR) {
-                continue;
-            }
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+            conn->io_errno = errno;
+            return (errno == EPIPE || errno == ECONNRESET) ? MBEDTLS_ERR_NET_CONN_RESET
+                                                           : MBEDTLS_ERR_NET_SEND_FAILED;
         }
-        conn->io_errno = errno;
-        if (errno == EPIPE || errno == ECONNRESET) {
-            return MBEDTLS_ERR_NET_CONN_RESET;
+        wait_ms = send_wait_ms(conn, started);
+        if (wait_ms == 0) {
+            conn->io_errno = ETIMEDOUT;
+            return MBEDTLS_ERR_NET_SEND_FAILED;
         }
-        return MBEDTLS_ERR_NET_SEND_FAILED;
+        if (wait_ready(conn->fd, POLLOUT, wait_ms) < 0 && errno != EINTR) {
+            conn->io_errno = errno;
+            return MBEDTLS_ERR_NET_SEND_FAILED;
+        }
     }
 }
 
@@ -121,7 +148,7 @@ static int io_recv_timeout(void *context, unsigned char *buffer, size_t length,
             continue;
         }
 
-        ssize_t received = recv(conn->fd, buffer, length, 0);
+        ssize_t received = recv(conn->fd, buffer, length, MSG_DONTWAIT);
 
         if (received > 0) {
             return (int) received;

@@ -200,7 +200,9 @@ sbyte4 SSL_closeConnection(sbyte4 connectionInstance)
      * Best effort: a peer that already left makes this fail, and the
      * connection is freed either way. */
     if (conn->state == CONN_STATE_OPEN || conn->peer_sent_close_notify) {
+        conn->io_deadline_ms = pynano_now_ms() + PYNANO_CLOSE_NOTIFY_MS;
         (void) mbedtls_ssl_close_notify(&conn->ssl);
+        conn->io_deadline_ms = 0;
         conn->state = CONN_STATE_CLOSED;
         conn->peer_sent_close_notify = 0;
     }
@@ -212,7 +214,39 @@ sbyte4 SSL_closeConnection(sbyte4 connectionInstance)
     return OK;
 }
 
+sbyte4 PYNANO_releaseConnection(sbyte4 connectionInstance)
+{
+    pynano_conn *conn = pynano_conn_acquire(connectionInstance);
+
+    if (conn == NULL) {
+        return ERR_SSL_BAD_ID;
+    }
+    pthread_mutex_lock(&conn->lock);
+    conn->state = CONN_STATE_CLOSED;
+    pthread_mutex_unlock(&conn->lock);
+    pynano_conn_unlink(conn);
+    pynano_conn_release(conn);
+    return OK;
+}
+
 /* ---- queries ---------------------------------------------------------- */
+
+sbyte4 PYNANO_getPendingBytes(sbyte4 connectionInstance, ubyte4 *pBytes)
+{
+    pynano_conn *conn;
+    sbyte4 status;
+
+    if (pBytes == NULL) {
+        return ERR_NULL_POINTER;
+    }
+    status = begin_open_call(connectionInstance, &conn);
+    if (status != OK) {
+        return status;
+    }
+    *pBytes = (ubyte4) mbedtls_ssl_get_bytes_avail(&conn->ssl);
+    end_call(conn);
+    return OK;
+}
 
 sbyte4 SSL_getCipherInfo(sbyte4 connectionInstance, ubyte2 *pCipherId,
                          ubyte4 *pPeerEcCurves)

@@ -223,7 +223,28 @@ sbyte4 SSL_lookupAlert(sbyte4 connectionInstance, sbyte4 lookupError,
 
 void PYNANO_mbedtlsErrorString(sbyte4 mbedtlsError, char *buffer, ubyte4 bufferSize)
 {
+    const char *text = NULL;
+
     if (buffer == NULL || bufferSize == 0) {
+        return;
+    }
+    /* The NET module is not compiled (pynano has its own transport), so
+     * Mbed TLS has no text for the codes that transport returns. */
+    switch (mbedtlsError) {
+    case MBEDTLS_ERR_NET_CONN_RESET:
+        text = "NET - Connection was reset by peer";
+        break;
+    case MBEDTLS_ERR_NET_RECV_FAILED:
+        text = "NET - Reading information from the socket failed";
+        break;
+    case MBEDTLS_ERR_NET_SEND_FAILED:
+        text = "NET - Sending information through the socket failed";
+        break;
+    default:
+        break;
+    }
+    if (text != NULL) {
+        mbedtls_snprintf(buffer, bufferSize, "%s", text);
         return;
     }
     mbedtls_strerror(mbedtlsError, buffer, bufferSize);

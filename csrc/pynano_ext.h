@@ -56,6 +56,12 @@ sbyte4 PYNANO_getPeerAlert(sbyte4 connectionInstance, sbyte4 *pAlertId);
 sbyte4 PYNANO_getPeerCertificate(sbyte4 connectionInstance, ubyte4 index,
                                  ubyte *buffer, ubyte4 bufferSize,
                                  ubyte4 *pLength);
+/* Free a connection without sending anything, for owners that can no
+ * longer trust the socket (garbage collection, a socket closed elsewhere). */
+sbyte4 PYNANO_releaseConnection(sbyte4 connectionInstance);
+/* Decrypted application bytes waiting in the connection. */
+sbyte4 PYNANO_getPendingBytes(sbyte4 connectionInstance, ubyte4 *pBytes);
+
 /* Connection table occupancy: slots in use and table size. */
 sbyte4 PYNANO_getTableUsage(sbyte4 *pInUse, sbyte4 *pCapacity);
 

@@ -596,6 +596,13 @@ def _store_counts(store: CertStore) -> Tuple[int, int]:
     return trust[0], identities[0]
 
 
+def PYNANO_CERT_STORE_getCounts(pCertStore: CertStore) -> Tuple[int, int, int]:
+    """Return (status, trust points, identities) of a certificate store."""
+    _store_pointer(pCertStore)
+    trust, identities = _store_counts(pCertStore)
+    return OK, trust, identities
+
+
 def CERT_STORE_createStore() -> Tuple[int, Optional[CertStore]]:
     """Return (status, store): a new empty certificate store."""
     pointer = ffi.new("certStorePtr *")
@@ -748,6 +755,22 @@ def PYNANO_getAlpnProtocol(connectionInstance: int) -> Tuple[int, Optional[str]]
     status = lib.PYNANO_getAlpnProtocol(_instance(connectionInstance), buffer, 256)
     name = ffi.string(buffer).decode() if status == OK else ""
     return status, (name or None)
+
+
+def PYNANO_releaseConnection(connectionInstance: int) -> int:
+    """Free a connection without sending close_notify or touching its socket."""
+    ci = _instance(connectionInstance)
+    status = lib.PYNANO_releaseConnection(ci)
+    with _records_lock:
+        _records.pop(ci, None)
+    return status
+
+
+def PYNANO_getPendingBytes(connectionInstance: int) -> Tuple[int, int]:
+    """Return (status, decrypted application bytes waiting)."""
+    count = ffi.new("ubyte4 *")
+    status = lib.PYNANO_getPendingBytes(_instance(connectionInstance), count)
+    return status, count[0]
 
 
 def PYNANO_getTableUsage() -> Tuple[int, int, int]:

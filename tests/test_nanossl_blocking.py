@@ -125,3 +125,94 @@ def test_cipher_list_reports_selection(listener) -> None:
     finally:
         server.close()
         client.close()
+
+
+def ssl_server_context(pki: Pki):
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pki.path("server.pem"), pki.path("server.key"))
+    return context
+
+
+def test_send_timeout_bounds_stalled_peer(pki: Pki, listener, client_store) -> None:
+    context = ssl_server_context(pki)
+    release = threading.Event()
+
+    def stalled_server() -> None:
+        sock = accept(listener)
+        with context.wrap_socket(sock, server_side=True):
+            release.wait(20)
+
+    server = Background(stalled_server)
+    with connect(listener) as sock:
+        ci = nanossl.SSL_connect(sock, 0, None, None, "localhost", client_store)
+        assert nanossl.SSL_ioctl(ci, nanossl.PYNANO_SSL_SET_SEND_TIMEOUT, 300) == nanossl.OK
+        assert nanossl.SSL_negotiateConnection(ci) == nanossl.OK
+        started = time.monotonic()
+        status = nanossl.SSL_send(ci, bytes(64 << 20))
+        elapsed = time.monotonic() - started
+        release.set()
+        nanossl.SSL_closeConnection(ci)
+    server.result()
+
+    assert status == nanossl.ERR_TCP_WRITE_ERROR
+    assert elapsed < 5.0
+
+
+def test_release_frees_without_close_notify(pki: Pki, listener, client_store) -> None:
+    import ssl
+
+    context = ssl_server_context(pki)
+
+    def server_reads_once() -> str:
+        sock = accept(listener)
+        with context.wrap_socket(sock, server_side=True, suppress_ragged_eofs=False) as tls:
+            try:
+                tls.recv(16)
+                return "data"
+            except ssl.SSLZeroReturnError:
+                return "close_notify"
+            except ssl.SSLEOFError:
+                return "eof"
+
+    server = Background(server_reads_once)
+    with connect(listener) as sock:
+        ci = nanossl.SSL_connect(sock, 0, None, None, "localhost", client_store)
+        assert nanossl.SSL_negotiateConnection(ci) == nanossl.OK
+        in_use_before = nanossl.PYNANO_getTableUsage()[1]
+
+        assert nanossl.PYNANO_releaseConnection(ci) == nanossl.OK
+
+        in_use_after = nanossl.PYNANO_getTableUsage()[1]
+        assert nanossl.SSL_send(ci, b"x") == nanossl.ERR_SSL_BAD_ID
+    assert server.result() == "eof"
+    assert in_use_after == in_use_before - 1
+
+
+def test_pending_bytes_counts_unread_data(pki: Pki, listener, client_store) -> None:
+    context = ssl_server_context(pki)
+
+    def server_sends() -> None:
+        sock = accept(listener)
+        with context.wrap_socket(sock, server_side=True) as tls:
+            tls.sendall(bytes(100))
+            tls.recv(1)
+
+    server = Background(server_sends)
+    with connect(listener) as sock:
+        ci = nanossl.SSL_connect(sock, 0, None, None, "localhost", client_store)
+        assert nanossl.SSL_negotiateConnection(ci) == nanossl.OK
+        status, received = nanossl.SSL_recv(ci, bytearray(10), 5000)
+        pending = nanossl.PYNANO_getPendingBytes(ci)
+        nanossl.SSL_send(ci, b"k")
+        nanossl.SSL_closeConnection(ci)
+    server.result()
+
+    assert (status, received) == (nanossl.OK, 10)
+    assert pending == (nanossl.OK, 90)
+
+
+def test_net_errors_have_text() -> None:
+    assert "reset by peer" in nanossl.PYNANO_mbedtlsErrorString(-0x50)
+    assert "Sending" in nanossl.PYNANO_mbedtlsErrorString(-0x4E)
