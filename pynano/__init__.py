@@ -12,8 +12,41 @@ Doors into the same C engine:
 from __future__ import annotations
 
 from ._version import __version__
+from .exceptions import (
+    CertificateVerifyError,
+    TLSEOFError,
+    TLSError,
+    TLSTimeoutError,
+    TLSZeroReturnError,
+)
+from .tls import (
+    CERT_NONE,
+    CERT_OPTIONAL,
+    CERT_REQUIRED,
+    TLSContext,
+    TLSSocket,
+    TLSVersion,
+    VerifyInfo,
+    create_default_context,
+)
 
-__all__ = ["__version__", "build_info"]
+__all__ = [
+    "CERT_NONE",
+    "CERT_OPTIONAL",
+    "CERT_REQUIRED",
+    "CertificateVerifyError",
+    "TLSContext",
+    "TLSEOFError",
+    "TLSError",
+    "TLSSocket",
+    "TLSTimeoutError",
+    "TLSVersion",
+    "TLSZeroReturnError",
+    "VerifyInfo",
+    "__version__",
+    "build_info",
+    "create_default_context",
+]
 
 
 def build_info() -> dict:
