@@ -20,7 +20,7 @@ import ssl
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type
 
 if TYPE_CHECKING:
-    from .tls import VerifyInfo
+    from ._verify import VerifyInfo
 
 __all__ = [
     "CertificateVerifyError",

@@ -11,6 +11,9 @@ is created. Changing a setting after the first ``wrap_socket`` is allowed and
 rebuilds the configuration: connections created later use the new value, and
 the ones already created keep the old one. The certificate store is rebuilt
 the same way, because the C layer freezes a store once a connection uses it.
+A server's ticket keys and session cache belong to its store, so sessions
+made before a rebuild no longer resume. Repeated ``wrap_socket`` calls on an
+unchanged context share one store.
 
 Sockets must be blocking or have a timeout. Non-blocking sockets (timeout
 0.0) raise ValueError, because the NanoSSL calls wait until they finish.
@@ -19,33 +22,51 @@ Sockets must be blocking or have a timeout. Non-blocking sockets (timeout
 from __future__ import annotations
 
 import errno
-import ipaddress
 import logging
-import math
 import os
-import re
 import socket
 import ssl
 import threading
+import time
 import weakref
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from cryptography.x509.oid import AuthorityInformationAccessOID, NameOID
 
 from . import ciphers as _ciphers
 from . import nanossl
-from .exceptions import (
-    CertificateVerifyError,
-    TLSEOFError,
-    TLSError,
-    TLSTimeoutError,
-    TLSZeroReturnError,
+from ._certfiles import (
+    Password,
+    StrPath,
+    _der_certificates,
+    _Identity,
+    _password_bytes,
+    _pem_certificates,
+    _read_file,
+    _TrustPoint,
 )
+from ._peercert import decode_certificate
+from ._session import TLSSession, _check_session, _offer_session, _session_saver
+from ._tls_errors import _SocketErrors, _status_error
+from ._tls_settings import (
+    CERT_NONE,
+    CERT_OPTIONAL,
+    CERT_REQUIRED,
+    TLSVersion,
+    VerifyMode,
+    _apply_settings,
+    _check,
+    _check_blocking,
+    _is_connected,
+    _is_listening,
+    _Settings,
+    _timeout_ms,
+    _tls_version,
+    _verify_mode,
+)
+from ._verify import VerifyCallback, VerifyInfo, _callback_adapter
+from .exceptions import TLSEOFError, TLSError, TLSTimeoutError
 
 __all__ = [
     "CERT_NONE",
@@ -53,25 +74,18 @@ __all__ = [
     "CERT_REQUIRED",
     "Purpose",
     "TLSContext",
+    "TLSSession",
     "TLSSocket",
     "TLSVersion",
     "VerifyInfo",
     "VerifyMode",
     "create_default_context",
+    "decode_certificate",
 ]
 
 logger = logging.getLogger("pynano")
 
-VerifyMode = ssl.VerifyMode
-TLSVersion = ssl.TLSVersion
 Purpose = ssl.Purpose
-CERT_NONE = ssl.CERT_NONE
-CERT_OPTIONAL = ssl.CERT_OPTIONAL
-CERT_REQUIRED = ssl.CERT_REQUIRED
-
-StrPath = Union[str, "os.PathLike[str]"]
-Password = Union[str, bytes, bytearray, Callable[[], Union[str, bytes, bytearray]]]
-VerifyCallback = Callable[["VerifyInfo"], bool]
 
 # Connection table size per side when this module has to call SSL_init
 # itself; call pynano.nanossl.SSL_init before the first connection for
@@ -79,16 +93,14 @@ VerifyCallback = Callable[["VerifyInfo"], bool]
 DEFAULT_CONNECTIONS_PER_SIDE = 256
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
-_MINOR_BY_VERSION = {TLSVersion.TLSv1_2: nanossl.TLS12_MINORVERSION,
-                     TLSVersion.TLSv1_3: nanossl.TLS13_MINORVERSION}
 _VERSION_NAMES = {nanossl.TLS12_MINORVERSION: "TLSv1.2", nanossl.TLS13_MINORVERSION: "TLSv1.3"}
-_UINT32_MAX = 2**32 - 1
 # SSL_send takes at most 2**31 - 1 bytes; send() passes at most this much.
 _MAX_SEND = 1 << 30
 # Mbed TLS 3.6 error code for a received close_notify (mbedtls/ssl.h).
 _MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY = -0x7880
-
-_PEM_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.DOTALL)
+# Maximum ticket lifetime and session cache timeout in seconds (7 days) that
+# PYNANO_CERT_STORE_setSessionLifetimes accepts.
+_MAX_SESSION_LIFETIME = 604800
 
 _stack_lock = threading.Lock()
 
@@ -106,380 +118,7 @@ def _ensure_stack() -> None:
         logger.debug("connection table created with %d slots per side", DEFAULT_CONNECTIONS_PER_SIDE)
 
 
-# ---- verification details ------------------------------------------------
-
-# MBEDTLS_X509_BADCERT_* and MBEDTLS_X509_BADCRL_* bits of mbedtls/x509.h
-# in Mbed TLS 3.6.
-_BADCERT_FLAGS: Tuple[Tuple[int, str], ...] = (
-    (0x01, "EXPIRED"), (0x02, "REVOKED"), (0x04, "CN_MISMATCH"), (0x08, "NOT_TRUSTED"),
-    (0x10, "CRL_NOT_TRUSTED"), (0x20, "CRL_EXPIRED"), (0x40, "MISSING"), (0x80, "SKIP_VERIFY"),
-    (0x0100, "OTHER"), (0x0200, "FUTURE"), (0x0400, "CRL_FUTURE"), (0x0800, "KEY_USAGE"),
-    (0x1000, "EXT_KEY_USAGE"), (0x2000, "NS_CERT_TYPE"), (0x4000, "BAD_MD"), (0x8000, "BAD_PK"),
-    (0x010000, "BAD_KEY"), (0x020000, "CRL_BAD_MD"), (0x040000, "CRL_BAD_PK"),
-    (0x080000, "CRL_BAD_KEY"),
-)
-_FLAG = {name: bit for bit, name in _BADCERT_FLAGS}
-
-
-@dataclass(frozen=True)
-class VerifyInfo:
-    """Why the peer's certificate failed verification.
-
-    A verify callback gets one of these, and ``CertificateVerifyError``
-    carries one too. Fields:
-
-    * ``status``, ``status_name``: the NanoSSL status, such as ERR_CERT_EXPIRED.
-    * ``mbedtls_flags``, ``flag_names``: the ``MBEDTLS_X509_BADCERT_*`` bits
-      of the whole chain, and their names without the prefix.
-    * ``depth``: position of the failing certificate. 0 is the peer's own
-      certificate, and -1 means that the peer sent none.
-    * ``subject``, ``issuer``: Mbed TLS distinguished-name strings, such as
-      ``CN=localhost``. ``not_before`` and ``not_after`` are UTC datetimes.
-    * ``verify_code``, ``verify_message``: the closest OpenSSL
-      ``X509_V_ERR_*`` number and text, as in ``ssl.SSLCertVerificationError``.
-    """
-
-    status: int
-    status_name: str
-    mbedtls_flags: int
-    flag_names: Tuple[str, ...]
-    depth: int
-    subject: str
-    issuer: str
-    not_before: Optional[datetime]
-    not_after: Optional[datetime]
-    verify_code: int
-    verify_message: str
-    server_hostname: Optional[str]
-    connection_instance: int
-
-
-def _flag_names(flags: int) -> Tuple[str, ...]:
-    return tuple(name for bit, name in _BADCERT_FLAGS if flags & bit)
-
-
-def _parse_utc(text: str) -> Optional[datetime]:
-    if not text:
-        return None
-    try:
-        return datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
-    except ValueError:
-        return None
-
-
-def _is_ip_address(name: Optional[str]) -> bool:
-    try:
-        ipaddress.ip_address(name or "")
-    except ValueError:
-        return False
-    return True
-
-
-def _openssl_verify_code(flags: int, depth: int, subject: str, issuer: str,
-                         hostname: Optional[str]) -> Tuple[int, str]:
-    """Return the OpenSSL X509_V_ERR_* number and text closest to Mbed TLS flags.
-
-    The order follows the C layer's choice of status: a missing certificate,
-    then trust, then dates, then the host name, then algorithms and usage.
-    """
-    if flags & _FLAG["MISSING"]:
-        return 0, "peer did not return a certificate"
-    if flags & _FLAG["NOT_TRUSTED"]:
-        if subject and subject == issuer:
-            if depth == 0:
-                return 18, "self-signed certificate"
-            return 19, "self-signed certificate in certificate chain"
-        return 20, "unable to get local issuer certificate"
-    if flags & (_FLAG["EXPIRED"] | _FLAG["CRL_EXPIRED"]):
-        return 10, "certificate has expired"
-    if flags & (_FLAG["FUTURE"] | _FLAG["CRL_FUTURE"]):
-        return 9, "certificate is not yet valid"
-    if flags & _FLAG["CN_MISMATCH"]:
-        if _is_ip_address(hostname):
-            return 64, f"IP address mismatch, certificate is not valid for '{hostname}'."
-        return 62, f"Hostname mismatch, certificate is not valid for '{hostname}'."
-    if flags & _FLAG["REVOKED"]:
-        return 23, "certificate revoked"
-    if flags & _FLAG["BAD_MD"]:
-        return 68, "CA signature digest algorithm too weak"
-    if flags & _FLAG["BAD_KEY"]:
-        return (66, "EE certificate key too weak") if depth == 0 else (67, "CA certificate key too weak")
-    if flags & _FLAG["BAD_PK"]:
-        return 7, "certificate signature failure"
-    if flags & (_FLAG["KEY_USAGE"] | _FLAG["EXT_KEY_USAGE"] | _FLAG["NS_CERT_TYPE"]):
-        return 26, "unsupported certificate purpose"
-    return 1, "unspecified certificate verification error"
-
-
-def _read_verify_info(ci: int, fallback_status: int, hostname: Optional[str]) -> VerifyInfo:
-    """Build the VerifyInfo of connection ci from PYNANO_getVerifyDetails."""
-    status, details = nanossl.PYNANO_getVerifyDetails(ci)
-    if status != nanossl.OK or details is None:
-        flags, depth, subject, issuer, before, after = 0, -1, "", "", "", ""
-        verify_status = fallback_status
-    else:
-        flags, depth = details.mbedtls_flags, details.depth
-        subject, issuer = details.subject, details.issuer
-        before, after = details.not_before, details.not_after
-        verify_status = details.status or fallback_status
-    code, message = _openssl_verify_code(flags, depth, subject, issuer, hostname)
-    return VerifyInfo(
-        status=verify_status,
-        status_name=nanossl.DISPLAY_ERROR(verify_status),
-        mbedtls_flags=flags,
-        flag_names=_flag_names(flags),
-        depth=depth,
-        subject=subject,
-        issuer=issuer,
-        not_before=_parse_utc(before) if depth >= 0 else None,
-        not_after=_parse_utc(after) if depth >= 0 else None,
-        verify_code=code,
-        verify_message=message,
-        server_hostname=hostname,
-        connection_instance=ci,
-    )
-
-
-# ---- certificate dictionaries as ssl.getpeercert() returns them ----------
-
-# OpenSSL's long names, which the ssl module uses as attribute names.
-_ATTRIBUTE_NAMES: Dict[x509.ObjectIdentifier, str] = {
-    NameOID.COMMON_NAME: "commonName",
-    NameOID.COUNTRY_NAME: "countryName",
-    NameOID.LOCALITY_NAME: "localityName",
-    NameOID.STATE_OR_PROVINCE_NAME: "stateOrProvinceName",
-    NameOID.STREET_ADDRESS: "streetAddress",
-    NameOID.ORGANIZATION_NAME: "organizationName",
-    NameOID.ORGANIZATIONAL_UNIT_NAME: "organizationalUnitName",
-    NameOID.SERIAL_NUMBER: "serialNumber",
-    NameOID.SURNAME: "surname",
-    NameOID.GIVEN_NAME: "givenName",
-    NameOID.TITLE: "title",
-    NameOID.DN_QUALIFIER: "dnQualifier",
-    NameOID.PSEUDONYM: "pseudonym",
-    NameOID.POSTAL_CODE: "postalCode",
-    NameOID.BUSINESS_CATEGORY: "businessCategory",
-    NameOID.EMAIL_ADDRESS: "emailAddress",
-    NameOID.DOMAIN_COMPONENT: "domainComponent",
-    NameOID.USER_ID: "userId",
-    NameOID.JURISDICTION_COUNTRY_NAME: "jurisdictionCountryName",
-    NameOID.JURISDICTION_STATE_OR_PROVINCE_NAME: "jurisdictionStateOrProvinceName",
-    NameOID.JURISDICTION_LOCALITY_NAME: "jurisdictionLocalityName",
-}
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-def _name_tuple(name: x509.Name) -> Tuple[Tuple[Tuple[str, str], ...], ...]:
-    return tuple(
-        tuple((_ATTRIBUTE_NAMES.get(attribute.oid, attribute.oid.dotted_string), str(attribute.value))
-              for attribute in rdn)
-        for rdn in name.rdns
-    )
-
-
-def _asn1_time(moment: datetime) -> str:
-    """Format a time as OpenSSL's ASN1_TIME_print does: 'Jan  5 09:34:43 2018 GMT'."""
-    return (f"{_MONTHS[moment.month - 1]} {moment.day:2d} "
-            f"{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d} {moment.year} GMT")
-
-
-def _serial_hex(serial: int) -> str:
-    digits = f"{serial:X}"
-    return digits if len(digits) % 2 == 0 else "0" + digits
-
-
-def _ip_text(address: Any) -> str:
-    if isinstance(address, ipaddress.IPv6Address):
-        # The ssl module prints every IPv6 group, in upper case, without zero padding.
-        return ":".join(f"{int.from_bytes(address.packed[i:i + 2], 'big'):X}" for i in range(0, 16, 2))
-    return str(address)
-
-
-def _general_name(name: x509.GeneralName) -> Tuple[str, Any]:
-    if isinstance(name, x509.DNSName):
-        return ("DNS", name.value)
-    if isinstance(name, x509.IPAddress):
-        return ("IP Address", _ip_text(name.value))
-    if isinstance(name, x509.RFC822Name):
-        return ("email", name.value)
-    if isinstance(name, x509.UniformResourceIdentifier):
-        return ("URI", name.value)
-    if isinstance(name, x509.DirectoryName):
-        return ("DirName", _name_tuple(name.value))
-    if isinstance(name, x509.RegisteredID):
-        return ("Registered ID", name.value.dotted_string)
-    return ("othername", "<unsupported>")
-
-
-def _validity(cert: x509.Certificate) -> Tuple[datetime, datetime]:
-    # cryptography 42 added the *_utc properties; older versions return naive UTC.
-    before = getattr(cert, "not_valid_before_utc", None) or cert.not_valid_before
-    after = getattr(cert, "not_valid_after_utc", None) or cert.not_valid_after
-    return before, after
-
-
-def decode_certificate(der: bytes) -> Dict[str, Any]:
-    """Decode a DER certificate into the dictionary that ssl's getpeercert() returns."""
-    cert = x509.load_der_x509_certificate(der)
-    before, after = _validity(cert)
-    result: Dict[str, Any] = {
-        "subject": _name_tuple(cert.subject),
-        "issuer": _name_tuple(cert.issuer),
-        "version": cert.version.value + 1,
-        "serialNumber": _serial_hex(cert.serial_number),
-        "notBefore": _asn1_time(before),
-        "notAfter": _asn1_time(after),
-    }
-    _add_extensions(cert, result)
-    return result
-
-
-def _add_extensions(cert: x509.Certificate, result: Dict[str, Any]) -> None:
-    try:
-        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        result["subjectAltName"] = tuple(_general_name(name) for name in names)
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        access = cert.extensions.get_extension_for_class(x509.AuthorityInformationAccess).value
-        ocsp = tuple(d.access_location.value for d in access
-                     if d.access_method == AuthorityInformationAccessOID.OCSP)
-        issuers = tuple(d.access_location.value for d in access
-                        if d.access_method == AuthorityInformationAccessOID.CA_ISSUERS)
-        if ocsp:
-            result["OCSP"] = ocsp
-        if issuers:
-            result["caIssuers"] = issuers
-    except x509.ExtensionNotFound:
-        pass
-    try:
-        points = cert.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
-        uris = tuple(name.value for point in points for name in (point.full_name or [])
-                     if isinstance(name, x509.UniformResourceIdentifier))
-        if uris:
-            result["crlDistributionPoints"] = uris
-    except x509.ExtensionNotFound:
-        pass
-
-
-def _subject_text(der: Optional[bytes]) -> Optional[str]:
-    if der is None:
-        return None
-    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
-
-
-# ---- certificate files -----------------------------------------------------
-
-
-def _read_file(path: StrPath) -> bytes:
-    return Path(os.fspath(path)).read_bytes()
-
-
-def _pem_certificates(data: bytes) -> List[bytes]:
-    """Return each CERTIFICATE block of a PEM buffer, in order."""
-    return _PEM_CERTIFICATE.findall(data)
-
-
-def _der_certificates(data: bytes) -> List[bytes]:
-    """Split concatenated DER certificates by their ASN.1 SEQUENCE headers."""
-    items: List[bytes] = []
-    offset = 0
-    while offset < len(data):
-        if data[offset] != 0x30 or offset + 2 > len(data):
-            raise ValueError(f"cadata byte {offset} does not start a DER certificate "
-                             f"(expected a SEQUENCE, 0x30); pass PEM as str")
-        first = data[offset + 1]
-        header = 2
-        length = first
-        if first & 0x80:
-            count = first & 0x7F
-            if count == 0 or count > 4:
-                raise ValueError(f"cadata byte {offset}: invalid DER length field")
-            length = int.from_bytes(data[offset + 2:offset + 2 + count], "big")
-            header += count
-        end = offset + header + length
-        if end > len(data):
-            raise ValueError(f"cadata is truncated: the certificate at byte {offset} needs "
-                             f"{end - offset} bytes, {len(data) - offset} are left")
-        items.append(data[offset:end])
-        offset = end
-    return items
-
-
-def _password_bytes(password: Password, key: bytes) -> Optional[bytes]:
-    """Return the key password as bytes; a callable is called only for an encrypted key."""
-    if callable(password):
-        if key.lstrip().startswith(b"-----") and b"ENCRYPTED" not in key:
-            return None
-        password = password()
-    if isinstance(password, str):
-        return password.encode()
-    if isinstance(password, (bytes, bytearray)):
-        return bytes(password)
-    raise TypeError(f"password should be a str, bytes or bytearray, or a callable returning one; "
-                    f"got {type(password).__name__}")
-
-
-@dataclass(frozen=True)
-class _Identity:
-    certificates: bytes
-    key: bytes
-    password: Optional[Password]
-    source: str
-
-
-@dataclass(frozen=True)
-class _TrustPoint:
-    data: bytes
-    count: int
-    source: str
-
-
-def _status_error(message: str, status: int) -> TLSError:
-    name = nanossl.DISPLAY_ERROR(status)
-    return TLSError(f"{message} ({name})", status=status, name=name)
-
-
 # ---- context -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Settings:
-    """A context's settings as copied into one connection."""
-
-    server_side: bool
-    verify_mode: VerifyMode
-    check_hostname: bool
-    minimum_version: TLSVersion
-    maximum_version: TLSVersion
-    cipher_ids: Optional[Tuple[int, ...]]
-    alpn_protocols: Optional[Tuple[str, ...]]
-    verify_callback: Optional[VerifyCallback]
-
-
-def _tls_version(value: Any, setting: str) -> TLSVersion:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{setting} must be an ssl.TLSVersion, got {type(value).__name__} {value!r}")
-    try:
-        version = TLSVersion(value)
-    except ValueError:
-        raise ValueError(f"{setting}={value!r} is not an ssl.TLSVersion value") from None
-    if version == TLSVersion.MINIMUM_SUPPORTED:
-        return TLSVersion.TLSv1_2
-    if version == TLSVersion.MAXIMUM_SUPPORTED:
-        return TLSVersion.TLSv1_3
-    if version not in _MINOR_BY_VERSION:
-        raise ValueError(f"{setting}={version.name} is not supported: pynano speaks only "
-                         "TLSVersion.TLSv1_2 and TLSVersion.TLSv1_3")
-    return version
-
-
-def _verify_mode(value: Any) -> VerifyMode:
-    try:
-        return VerifyMode(value)
-    except ValueError:
-        raise ValueError(f"verify_mode={value!r} is invalid; use CERT_NONE, CERT_OPTIONAL "
-                         "or CERT_REQUIRED") from None
 
 
 class TLSContext:
@@ -506,6 +145,7 @@ class TLSContext:
         self._store: Optional[nanossl.CertStore] = None
         self._store_release: Optional[weakref.finalize[..., Any]] = None
         self._store_in_use = False
+        self._session_lifetimes: Optional[Tuple[int, int]] = None
         self._connections_made = 0
         self._lock = threading.RLock()
 
@@ -696,7 +336,10 @@ class TLSContext:
         return 0
 
     def cert_store_stats(self) -> Dict[str, int]:
-        """Return the certificate counts as ssl's cert_store_stats() does."""
+        """Return the certificate counts as ssl's cert_store_stats() does.
+
+        Every trusted certificate counts as a CA certificate.
+        """
         count = self._trust_count()
         return {"x509": count, "crl": 0, "x509_ca": count}
 
@@ -716,14 +359,17 @@ class TLSContext:
         return [trust_point.data]
 
     def _trust_count(self) -> int:
-        return sum(trust_point.count for trust_point in self._trust_points)
+        with self._lock:
+            if self._store is None:
+                return 0
+            _, trust_points, _ = nanossl.PYNANO_CERT_STORE_getCounts(self._store)
+        return trust_points
 
     def _add_trust(self, data: bytes, source: str) -> None:
-        count = len(_pem_certificates(data)) or 1
         status = nanossl.CERT_STORE_addTrustPoint(self._store_for_change(), data)
         if status != nanossl.OK:
             raise self._trust_error(data, source, status)
-        self._trust_points.append(_TrustPoint(data, count, source))
+        self._trust_points.append(_TrustPoint(data, source))
 
     def _load_bundle(self, data: bytes, source: str) -> int:
         """Add each certificate of a PEM bundle on its own, skipping those that fail."""
@@ -742,7 +388,7 @@ class TLSContext:
                 continue
             seen.add(block)
             if nanossl.CERT_STORE_addTrustPoint(store, block) == nanossl.OK:
-                self._trust_points.append(_TrustPoint(block, 1, source))
+                self._trust_points.append(_TrustPoint(block, source))
                 loaded += 1
         return loaded
 
@@ -830,7 +476,7 @@ class TLSContext:
             nanossl.CERT_STORE_releaseStore(store)
             raise
         if self._store is not None:
-            logger.debug("context %#x: certificate store rebuilt after first use", id(self))
+            self._log_rebuild()
         self._replace_store(store)
         return store
 
@@ -846,6 +492,14 @@ class TLSContext:
             if status != nanossl.OK:
                 raise self._identity_error(identity, status)
 
+    def _log_rebuild(self) -> None:
+        if self._server_side:
+            # Ticket keys and the session cache belong to the store.
+            logger.info("context %#x: certificate store rebuilt after first use; sessions of "
+                        "earlier connections no longer resume", id(self))
+        else:
+            logger.debug("context %#x: certificate store rebuilt after first use", id(self))
+
     def _store_for_connection(self) -> nanossl.CertStore:
         store = self._store if self._store is not None else self._store_for_change()
         self._store_in_use = True
@@ -855,6 +509,11 @@ class TLSContext:
         status, store = nanossl.CERT_STORE_createStore()
         if status != nanossl.OK or store is None:
             raise _status_error("CERT_STORE_createStore failed", status)
+        if self._session_lifetimes is not None:
+            status = nanossl.PYNANO_CERT_STORE_setSessionLifetimes(store, *self._session_lifetimes)
+            if status != nanossl.OK:
+                nanossl.CERT_STORE_releaseStore(store)
+                raise _status_error("PYNANO_CERT_STORE_setSessionLifetimes failed", status)
         return store
 
     def _replace_store(self, store: nanossl.CertStore) -> None:
@@ -865,26 +524,74 @@ class TLSContext:
         self._store_in_use = False
         self._store_release = weakref.finalize(self, nanossl.CERT_STORE_releaseStore, store)
 
+    # -- sessions
+
+    def rotate_session_ticket_keys(self) -> None:
+        """Retire the session ticket keys of this server context.
+
+        Tickets issued so far then give full handshakes, and new tickets use
+        a new key. The key also changes by itself once per ticket lifetime.
+        NOTE: a TLS 1.2 session that a client resumes by session ID rather
+        than by ticket stays in the session cache until it times out.
+        """
+        self._require_server("rotate_session_ticket_keys()")
+        with self._lock:
+            if self._store is None:
+                return
+            status = nanossl.PYNANO_CERT_STORE_rotateTicketKeys(self._store)
+        if status != nanossl.OK:
+            raise _status_error("PYNANO_CERT_STORE_rotateTicketKeys failed", status)
+        logger.info("context %#x: session ticket keys rotated; earlier tickets give full handshakes",
+                    id(self))
+
+    def set_session_lifetimes(self, ticket_seconds: int, cache_seconds: int) -> None:
+        """Set how long the sessions of this server context can resume, in seconds.
+
+        ticket_seconds is the lifetime of session tickets and also the period
+        of the automatic ticket key change. cache_seconds is how long the
+        TLS 1.2 session cache keeps a session. Both default to 7200 and take
+        at most 604800 (7 days, the TLS 1.3 maximum). They stay in force when
+        the certificate store is rebuilt.
+        """
+        self._require_server("set_session_lifetimes()")
+        _check_lifetime("ticket_seconds", ticket_seconds)
+        _check_lifetime("cache_seconds", cache_seconds)
+        with self._lock:
+            self._session_lifetimes = (ticket_seconds, cache_seconds)
+            if self._store is None:
+                return
+            status = nanossl.PYNANO_CERT_STORE_setSessionLifetimes(self._store, ticket_seconds,
+                                                                   cache_seconds)
+        if status != nanossl.OK:
+            raise _status_error("PYNANO_CERT_STORE_setSessionLifetimes failed", status)
+
+    def _require_server(self, method: str) -> None:
+        if not self._server_side:
+            raise ValueError(f"{method} applies to server contexts only; a client keeps its "
+                             "sessions in TLSSession objects")
+
     # -- connections
 
     def wrap_socket(self, sock: socket.socket, server_side: Optional[bool] = None,
                     server_hostname: Optional[str] = None, do_handshake_on_connect: bool = True,
-                    suppress_ragged_eofs: bool = True, session: Any = None) -> "TLSSocket":
+                    suppress_ragged_eofs: bool = True,
+                    session: Optional[TLSSession] = None) -> "TLSSocket":
         """Return a TLSSocket over sock, running the handshake now if sock is connected.
 
         server_side defaults to the context's side and must match it.
         server_hostname (clients only) is sent as SNI and is the name the
         certificate is checked against. With suppress_ragged_eofs, a peer
         that closes without close_notify reads as b"" as with ssl; otherwise
-        it raises TLSEOFError. session must be None: pynano always runs a
-        full handshake.
+        it raises TLSEOFError. session (clients only) is a TLSSession from
+        an earlier connection of this context, offered for resumption. When
+        the server does not resume it, the handshake is a full one.
         NOTE: an IP address as server_hostname is checked against the
         certificate's IP entries but is also sent as SNI, which the ssl
         module does not do.
         """
         settings = self._settings_for(server_side, server_hostname, session)
         return TLSSocket._create(sock, self, settings, server_hostname, do_handshake_on_connect,
-                                 suppress_ragged_eofs)
+                                 suppress_ragged_eofs, session)
 
     def _settings_for(self, server_side: Optional[bool], server_hostname: Optional[str],
                       session: Any) -> _Settings:
@@ -892,9 +599,11 @@ class TLSContext:
             needed = "TLSContext(server_side=True)" if server_side else "TLSContext()"
             raise ValueError(f"server_side={bool(server_side)} does not match this "
                              f"{'server' if self._server_side else 'client'} context; use a {needed}")
+        if self._server_side and session is not None:
+            raise ValueError("session can only be specified in client mode; a server resumes "
+                             "sessions by itself")
         if session is not None:
-            raise ValueError("session resumption is not supported: pass session=None; "
-                             "pynano always runs a full handshake")
+            _check_session(session, self)
         if self._server_side and server_hostname is not None:
             raise ValueError("server_hostname can only be specified in client mode")
         if self._server_side and not self._identities:
@@ -932,6 +641,14 @@ class TLSContext:
         return ci
 
 
+def _check_lifetime(name: str, seconds: Any) -> None:
+    if isinstance(seconds, bool) or not isinstance(seconds, int):
+        raise TypeError(f"{name} must be an int number of seconds, got {type(seconds).__name__}")
+    if not 1 <= seconds <= _MAX_SESSION_LIFETIME:
+        raise ValueError(f"{name}={seconds} is out of range; expected 1..{_MAX_SESSION_LIFETIME} "
+                         "seconds")
+
+
 def _check_purpose(purpose: Any) -> None:
     if purpose not in (Purpose.SERVER_AUTH, Purpose.CLIENT_AUTH):
         raise TypeError(f"purpose must be ssl.Purpose.SERVER_AUTH or CLIENT_AUTH, got {purpose!r}")
@@ -962,204 +679,24 @@ def create_default_context(purpose: Purpose = Purpose.SERVER_AUTH, *, cafile: Op
     return context
 
 
-# ---- connection settings -----------------------------------------------------
-
-
-def _check(ci: int, status: int, operation: str) -> None:
-    if status != nanossl.OK:
-        raise _status_error(f"connection {ci}: {operation} failed", status)
-
-
-def _apply_settings(ci: int, settings: _Settings) -> None:
-    """Turn the copied context settings into NanoSSL calls on ci."""
-    if settings.server_side:
-        _apply_server_verify_mode(ci, settings.verify_mode)
-    else:
-        _apply_client_verify_mode(ci, settings)
-    _apply_versions(ci, settings.minimum_version, settings.maximum_version)
-    if settings.cipher_ids is not None:
-        _check(ci, nanossl.SSL_enableCiphers(ci, list(settings.cipher_ids)), "SSL_enableCiphers")
-    if settings.alpn_protocols:
-        _check(ci, nanossl.PYNANO_setAlpnProtocols(ci, list(settings.alpn_protocols)),
-               "PYNANO_setAlpnProtocols")
-
-
-def _apply_server_verify_mode(ci: int, mode: VerifyMode) -> None:
-    # CERT_OPTIONAL is the C default: request a certificate, verify it if sent.
-    extra = {CERT_NONE: nanossl.SSL_FLAG_NO_MUTUAL_AUTH_REQUEST,
-             CERT_OPTIONAL: 0,
-             CERT_REQUIRED: nanossl.SSL_FLAG_REQUIRE_MUTUAL_AUTH}[mode]
-    status, flags = nanossl.SSL_getSessionFlags(ci)
-    _check(ci, status, "SSL_getSessionFlags")
-    _check(ci, nanossl.SSL_setSessionFlags(ci, flags | extra), "SSL_setSessionFlags")
-
-
-def _apply_client_verify_mode(ci: int, settings: _Settings) -> None:
-    value = {CERT_NONE: nanossl.PYNANO_VERIFY_NONE,
-             CERT_OPTIONAL: nanossl.PYNANO_VERIFY_OPTIONAL,
-             CERT_REQUIRED: nanossl.PYNANO_VERIFY_REQUIRED}[settings.verify_mode]
-    _check(ci, nanossl.SSL_ioctl(ci, nanossl.PYNANO_SSL_SET_VERIFY_MODE, value), "verify mode")
-    if not settings.check_hostname:
-        _check(ci, nanossl.SSL_ioctl(ci, nanossl.PYNANO_SSL_SET_CHECK_HOSTNAME, 0), "host name check")
-
-
-def _apply_versions(ci: int, minimum: TLSVersion, maximum: TLSVersion) -> None:
-    low, high = _MINOR_BY_VERSION[minimum], _MINOR_BY_VERSION[maximum]
-    if low == high == nanossl.TLS12_MINORVERSION:
-        _check(ci, nanossl.SSL_ioctl(ci, nanossl.SSL_SET_VERSION, low), "SSL_SET_VERSION")
-    elif low == nanossl.TLS13_MINORVERSION:
-        _check(ci, nanossl.SSL_ioctl(ci, nanossl.SSL_SET_MINIMUM_VERSION, low), "SSL_SET_MINIMUM_VERSION")
-
-
-def _timeout_ms(timeout: Optional[float]) -> int:
-    """Convert a socket timeout to NanoSSL milliseconds, where 0 means no limit."""
-    if timeout is None:
-        return 0
-    return min(max(1, math.ceil(timeout * 1000)), _UINT32_MAX)
-
-
-def _is_listening(sock: socket.socket) -> bool:
-    try:
-        return bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN))
-    except OSError:
-        return False
-
-
-def _is_connected(sock: socket.socket) -> bool:
-    try:
-        sock.getpeername()
-    except OSError as error:
-        if error.errno not in (errno.ENOTCONN, errno.EINVAL):
-            raise
-        return False
-    return True
-
-
-def _check_blocking(timeout: Optional[float]) -> None:
-    if timeout == 0.0:
-        raise ValueError("non-blocking sockets (timeout 0.0) are not supported by pynano; "
-                         "use a blocking socket or a timeout above 0")
-
-
-# ---- error construction ---------------------------------------------------------
-
-_ALERT_NAMES: Dict[int, str] = {
-    value: name[len("SSL_ALERT_"):].lower()
-    for name, value in vars(nanossl).items() if name.startswith("SSL_ALERT_") and isinstance(value, int)
-}
-
-_ALERT_HINTS: Dict[int, str] = {
-    nanossl.SSL_ALERT_UNKNOWN_CA: "the peer does not trust the CA that issued our certificate; "
-                                  "load that CA into the peer's trust store",
-    nanossl.SSL_ALERT_BAD_CERTIFICATE: "the peer rejected our certificate; check its issuer, "
-                                       "dates and key usage",
-    nanossl.SSL_ALERT_CERTIFICATE_UNKNOWN: "the peer rejected our certificate; check its issuer, "
-                                           "dates and key usage",
-    nanossl.SSL_ALERT_UNSUPPORTED_CERTIFICATE: "the peer cannot use our certificate; check its "
-                                               "key usage and key type",
-    nanossl.SSL_ALERT_CERTIFICATE_EXPIRED: "the peer says our certificate has expired or is not "
-                                           "yet valid",
-    nanossl.SSL_ALERT_CERTIFICATE_REQUIRED: "the peer requires a client certificate; call "
-                                            "load_cert_chain() on this context",
-    nanossl.SSL_ALERT_HANDSHAKE_FAILURE: "the peer found no acceptable parameters: compare cipher "
-                                         "suites and versions, and give a client certificate if "
-                                         "the peer requires one",
-    nanossl.SSL_ALERT_PROTOCOL_VERSION: "the peer does not accept our TLS version range",
-    nanossl.SSL_ALERT_NO_APPLICATION_PROTOCOL: "the peer supports none of our ALPN protocols",
-    nanossl.SSL_ALERT_INSUFFICIENT_SECURITY: "the peer requires stronger cipher suites",
-    nanossl.SSL_ALERT_DECRYPT_ERROR: "a signature or key exchange failed at the peer",
-}
-
-_STATUS_HINTS: Dict[int, str] = {
-    nanossl.ERR_SSL_NO_CIPHER_MATCH: "the peers share no cipher suite in the allowed TLS "
-                                     "versions; compare set_ciphers() and the version range with "
-                                     "the peer's, and run `pynano ciphers` for this build's suites",
-    nanossl.ERR_SSL_PROTOCOL_VERSION: "the peers share no TLS version; pynano speaks TLS 1.2 and "
-                                      "1.3, so check minimum_version and maximum_version",
-    nanossl.ERR_SSL_CONFIG: "the connection settings are incomplete; a server needs "
-                            "load_cert_chain()",
-    nanossl.ERR_TCP_READ_ERROR: "reading from the socket failed; check the network path to the peer",
-    nanossl.ERR_TCP_WRITE_ERROR: "writing to the socket failed; the peer may have gone",
-    nanossl.ERR_SSL_INVALID_SIGNATURE: "a handshake signature did not verify; check that each "
-                                       "side's key matches its certificate",
-    nanossl.ERR_SSL_UNSUPPORTED_ALGORITHM: "the peer requires an algorithm this build lacks",
-}
-
-_VERIFY_HINTS: Dict[int, str] = {
-    0: "the client sent no certificate; give it one with load_cert_chain(), or set this "
-       "server's verify_mode to CERT_OPTIONAL",
-    9: "the certificate is not valid yet; check this machine's clock",
-    10: "renew the peer's certificate, or check this machine's clock",
-    18: "trust the issuing CA with load_verify_locations()",
-    19: "trust the issuing CA with load_verify_locations()",
-    20: "trust the issuing CA with load_verify_locations(), or load_default_certs() for public hosts",
-    62: "connect with a server_hostname that the certificate names",
-    64: "connect with an address that the certificate names",
-    26: "use a certificate whose (extended) key usage allows this role",
-}
-
-_CERTIFICATE_STATUSES = frozenset({
-    nanossl.ERR_CERT_INVALID_STRUCT, nanossl.ERR_CERT_EXPIRED, nanossl.ERR_CERT_BAD_COMMON_NAME,
-    nanossl.ERR_CERT_INVALID_SIGNATURE, nanossl.ERR_CERT_CHAIN_NOT_VERIFIED,
-    nanossl.ERR_CERT_INVALID_KEYUSAGE, nanossl.ERR_CERT_START_TIME_VALID_IN_FUTURE,
-    nanossl.ERR_CERT_CHAIN_NO_TRUST_ANCHOR, nanossl.ERR_SSL_PROTOCOL_PROCESS_CERTIFICATE,
-})
-
-
-# Mbed TLS error texts that the build's mbedtls_strerror() lacks, because
-# pynano compiles without MBEDTLS_NET_C (mbedtls/net_sockets.h of 3.6).
-_NET_ERROR_TEXTS = {
-    -0x0050: "NET - Connection was reset by peer",
-    -0x004C: "NET - Reading information from the socket failed",
-    -0x004E: "NET - Sending information through the socket failed",
-}
-
-
-def _mbedtls_text(ci: int) -> Tuple[int, str]:
-    status, code = nanossl.PYNANO_getLastMbedtlsError(ci)
-    if status != nanossl.OK or code == 0:
-        return 0, ""
-    text = _NET_ERROR_TEXTS.get(code) or nanossl.PYNANO_mbedtlsErrorString(code)
-    return code, f", Mbed TLS -0x{-code:04X}: {text}"
-
-
-def _peer_alert(ci: int) -> Optional[int]:
-    status, alert = nanossl.PYNANO_getPeerAlert(ci)
-    return alert if status == nanossl.OK and alert >= 0 else None
-
-
-def _unread_plaintext_alert(sock: socket.socket) -> Optional[int]:
-    """Return the alert number of a plaintext alert record waiting on sock, if any.
-
-    A TLS 1.2 peer that rejects us mid-handshake sends an alert and closes
-    with our next messages unread, which resets the connection. Mbed TLS
-    then fails on its next write, before it reads the alert, but Linux keeps
-    the alert in the receive queue, so a peek finds it.
-    """
-    try:
-        head = sock.recv(7, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-    except OSError:
-        return None
-    # Record type 21 (alert), version 3.x, length 2, then level and number.
-    if len(head) == 7 and head[0] == 21 and head[1] == 3 and head[3:5] == b"\x00\x02":
-        return head[6]
-    return None
-
-
 # ---- socket ------------------------------------------------------------------
 
 
-class TLSSocket:
+class TLSSocket(_SocketErrors):
     """A TLS connection over a Python socket, used like ``ssl.SSLSocket``.
 
     Create it with ``TLSContext.wrap_socket``. It keeps the socket it wraps,
     and the NanoSSL connection instance (``connection_instance``) reads and
     writes on that socket's file descriptor. So do not use or close the
-    wrapped socket directly while the TLSSocket is open. A handshake or read
-    that runs past the wrapped socket's timeout raises TLSTimeoutError.
-    NOTE: sends have no timeout, because SSL_send waits until the peer takes
-    the data. A read holds the connection lock for up to 250 ms at a time,
-    so a send from another thread can wait that long.
+    wrapped socket directly while the TLSSocket is open. A handshake, read or
+    send that runs past the wrapped socket's timeout raises TLSTimeoutError.
+    After a send timeout the connection cannot be used any more, because a
+    record may be half written. A read holds the connection lock for up to
+    250 ms at a time, so a send from another thread can wait that long.
+
+    close() sends close_notify. A TLSSocket that is garbage-collected
+    unclosed, or closed after its wrapped socket was closed elsewhere, frees
+    its connection without sending anything.
     """
 
     def __init__(self) -> None:
@@ -1168,7 +705,7 @@ class TLSSocket:
     @classmethod
     def _create(cls, sock: socket.socket, context: TLSContext, settings: _Settings,
                 server_hostname: Optional[str], do_handshake_on_connect: bool,
-                suppress_ragged_eofs: bool) -> "TLSSocket":
+                suppress_ragged_eofs: bool, session: Optional[TLSSession] = None) -> "TLSSocket":
         if not isinstance(sock, socket.socket):
             raise TypeError(f"sock must be a socket.socket, got {type(sock).__name__}")
         if sock.type != socket.SOCK_STREAM:
@@ -1177,6 +714,7 @@ class TLSSocket:
         self = cls.__new__(cls)
         self._init_state(sock, context, settings, server_hostname, do_handshake_on_connect,
                          suppress_ragged_eofs)
+        self._offered_session = session
         if _is_listening(sock):
             if not settings.server_side:
                 raise ValueError("a client context cannot wrap a listening socket")
@@ -1214,6 +752,11 @@ class TLSSocket:
         self._alpn: Optional[str] = None
         self._peer_der: Optional[bytes] = None
         self._peer_dict: Optional[Dict[str, Any]] = None
+        self._offered_session: Optional[TLSSession] = None
+        self._session: Optional[TLSSession] = None
+        self._session_reused = False
+        # Send timeout in seconds that the C layer enforces, or None for no timeout.
+        self._send_timeout: Optional[float] = None
 
     # -- creation and handshake
 
@@ -1224,11 +767,12 @@ class TLSSocket:
             ci = self._context._open_connection(self._sock, self._settings, self._server_hostname)
             self._instance = ci
             self._release = weakref.finalize(self, _release_connection, ci, self._sock)
-            # At exit the process ends the sockets anyway; a close_notify to a
-            # peer that does not read could block the exit.
+            # At exit the process frees the connection table anyway.
             self._release.atexit = False
             _apply_settings(ci, self._settings)
             self._install_verify_callback(ci)
+            if not self._settings.server_side:
+                self._prepare_session(ci)
             if handshake:
                 self.do_handshake()
         except (OSError, ValueError):
@@ -1253,6 +797,22 @@ class TLSSocket:
         status = nanossl.SSL_setInvalidCertCallback(ci, _callback_adapter(weakref.ref(self), callback))
         _check(ci, status, "SSL_setInvalidCertCallback")
 
+    def _prepare_session(self, ci: int) -> None:
+        """Keep each session the server sends, and offer the session given to wrap_socket."""
+        status = nanossl.SSL_setClientSaveTicketCallback(ci, _session_saver(weakref.ref(self)))
+        _check(ci, status, "SSL_setClientSaveTicketCallback")
+        if self._offered_session is not None:
+            _offer_session(ci, self._offered_session, self._settings)
+
+    def _keep_session(self, blob: bytes) -> None:
+        """Store the session blob that the C layer hands to the save-ticket callback.
+
+        A TLS 1.2 client gets one when the handshake completes, and a TLS 1.3
+        client one for each NewSessionTicket, so both can resume.
+        """
+        self._session = TLSSession._create(blob, self._context, self._settings,
+                                           self._callback_verdict is True, has_ticket=True)
+
     def do_handshake(self, block: bool = False) -> None:
         """Run the TLS handshake; a no-op once it has completed."""
         ci = self._require_instance()
@@ -1262,9 +822,12 @@ class TLSSocket:
             raise self._reuse_error()
         if not self._handshake_started:
             self._handshake_started = True
-            timeout_ms = _timeout_ms(self._sock.gettimeout())
-            _check(ci, nanossl.SSL_ioctl(ci, nanossl.PYNANO_SSL_SET_HANDSHAKE_TIMEOUT, timeout_ms),
-                   "handshake timeout")
+            timeout = self._sock.gettimeout()
+            _check(ci, nanossl.SSL_ioctl(ci, nanossl.PYNANO_SSL_SET_HANDSHAKE_TIMEOUT,
+                                         _timeout_ms(timeout)), "handshake timeout")
+            _check(ci, nanossl.SSL_ioctl(ci, nanossl.PYNANO_SSL_SET_SEND_TIMEOUT, _timeout_ms(timeout)),
+                   "send timeout")
+            self._send_timeout = timeout
         status = nanossl.SSL_negotiateConnection(ci)
         if status != nanossl.OK:
             self._failure = self._handshake_error(ci, status)
@@ -1286,6 +849,8 @@ class TLSSocket:
         self._alpn = protocol if status == nanossl.OK else None
         status, der = nanossl.PYNANO_getPeerCertificate(ci, 0)
         self._peer_der = der if status == nanossl.OK else None
+        status, reused = nanossl.PYNANO_getSessionReused(ci)
+        self._session_reused = status == nanossl.OK and reused
         if self._callback_verdict:
             self._accepted_verify_info = self._last_verify_info
 
@@ -1306,90 +871,6 @@ class TLSSocket:
         if not self._handshake_done:
             self.do_handshake()
         return ci
-
-    # -- errors
-
-    def _where(self, operation: str) -> str:
-        return f"TLS {operation} on connection {self._instance} with {self._peer}"
-
-    def _handshake_error(self, ci: int, status: int) -> TLSError:
-        name = nanossl.DISPLAY_ERROR(status)
-        code, mbedtls_text = _mbedtls_text(ci)
-        details: Dict[str, Any] = {"status": status, "name": name, "mbedtls_code": code,
-                                   "connection_instance": ci}
-        where = self._where("handshake")
-        if status == nanossl.ERR_TCP_READ_TIMEOUT:
-            return TLSTimeoutError(f"{where} timed out after {self._sock.gettimeout()} s; check that "
-                                   "the peer speaks TLS on this port, or raise the socket timeout",
-                                   **details)
-        if status in _CERTIFICATE_STATUSES:
-            return self._verify_error(ci, where, details, mbedtls_text)
-        alert = _peer_alert(ci)
-        if alert is None and status == nanossl.ERR_TCP_SOCKET_CLOSED:
-            alert = _unread_plaintext_alert(self._sock)
-        if alert is not None:
-            return self._alert_error(where, alert, details, mbedtls_text)
-        if status == nanossl.ERR_TCP_SOCKET_CLOSED:
-            return TLSEOFError(f"{where} failed: the peer closed the connection during the handshake "
-                               f"[{name}{mbedtls_text}]; the peer may reject our TLS versions, cipher "
-                               "suites or certificate, so check its log", **details)
-        hint = _STATUS_HINTS.get(status, "enable the 'pynano' logger and compare both sides' settings")
-        return TLSError(f"{where} failed [{name}{mbedtls_text}]; {hint}", **details)
-
-    def _verify_error(self, ci: int, where: str, details: Dict[str, Any],
-                      mbedtls_text: str) -> CertificateVerifyError:
-        info = self._last_verify_info or _read_verify_info(ci, details["status"], self._server_hostname)
-        rejected_by = " by the verify callback" if self._callback_verdict is False else ""
-        about = f"{info.subject}" if info.subject else "no certificate"
-        hint = _VERIFY_HINTS.get(info.verify_code, "check the peer's certificate chain")
-        cause = nanossl.get_callback_error(ci)
-        if cause is not None:
-            hint = "the verify callback raised an exception; see __cause__"
-        error = CertificateVerifyError(
-            f"{where} failed: certificate verify failed{rejected_by}: {info.verify_message} "
-            f"({about}, depth {info.depth}) [{details['name']}, Mbed TLS flags "
-            f"0x{info.mbedtls_flags:X} {'|'.join(info.flag_names) or '-'}]; {hint}",
-            verify_code=info.verify_code, verify_message=info.verify_message, verify_info=info,
-            **details)
-        error.__cause__ = cause
-        return error
-
-    def _alert_error(self, where: str, alert: int, details: Dict[str, Any],
-                     mbedtls_text: str) -> TLSError:
-        alert_name = _ALERT_NAMES.get(alert, "unknown")
-        hint = _ALERT_HINTS.get(alert, "check the peer's log for the reason")
-        return TLSError(f"{where} failed: the peer sent fatal alert {alert_name} ({alert}) "
-                        f"[{details['name']}{mbedtls_text}]; {hint}",
-                        alert=alert, reason=f"TLSV1_ALERT_{alert_name.upper()}", **details)
-
-    def _io_error(self, ci: int, status: int, operation: str) -> OSError:
-        """Build the exception for a failed read or write on an open connection."""
-        name = nanossl.DISPLAY_ERROR(status)
-        code, mbedtls_text = _mbedtls_text(ci)
-        details: Dict[str, Any] = {"status": status, "name": name, "mbedtls_code": code,
-                                   "connection_instance": ci}
-        where = self._where(operation)
-        if status == nanossl.ERR_TCP_READ_TIMEOUT:
-            return TLSTimeoutError(f"{where}: the read operation timed out after "
-                                   f"{self._sock.gettimeout()} s", **details)
-        alert = _peer_alert(ci)
-        if alert is not None and alert != nanossl.SSL_ALERT_CLOSE_NOTIFY:
-            return self._alert_error(where, alert, details, mbedtls_text)
-        if status == nanossl.ERR_TCP_SOCKET_CLOSED and self._end == "close_notify":
-            return TLSZeroReturnError(f"{where} failed: the peer closed the TLS connection with "
-                                      "close_notify; no more data can be sent", **details)
-        if status == nanossl.ERR_TCP_SOCKET_CLOSED:
-            return TLSEOFError(f"{where} failed: the connection ended without close_notify "
-                               f"[{name}{mbedtls_text}]", **details)
-        hint = _STATUS_HINTS.get(status, "the connection cannot be used any more; close it")
-        return TLSError(f"{where} failed [{name}{mbedtls_text}]; {hint}", **details)
-
-    def _reuse_error(self) -> TLSError:
-        failure = self._failure
-        status = getattr(failure, "status", nanossl.ERR_SSL_NOT_OPEN)
-        return TLSError(f"connection {self._instance} cannot be used after an earlier failure: "
-                        f"{failure}; close it", status=status, name=nanossl.DISPLAY_ERROR(status),
-                        connection_instance=self._instance)
 
     # -- reading
 
@@ -1415,15 +896,11 @@ class TLSSocket:
         return self.recv(len)
 
     def pending(self) -> int:
-        """Return 1 when decrypted data waits to be read, else 0.
-
-        NOTE: NanoSSL reports only whether data waits, not how much, so this
-        is never above 1, unlike ssl's byte count.
-        """
+        """Return the number of decrypted bytes that recv() returns without reading the socket."""
         if self._instance is None or not self._handshake_done or self._end or self._tls_ended:
             return 0
-        status, waiting = nanossl.SSL_recvPending(self._instance)
-        return 1 if status == nanossl.OK and waiting else 0
+        status, count = nanossl.PYNANO_getPendingBytes(self._instance)
+        return count if status == nanossl.OK else 0
 
     def _read_into(self, view: memoryview) -> int:
         ci = self._open_instance()
@@ -1473,9 +950,10 @@ class TLSSocket:
         ci = self._open_instance()
         if self._failure is not None:
             raise self._reuse_error()
+        started = time.monotonic()
         result = nanossl.SSL_send(ci, chunk)
         if result < 0:
-            error = self._io_error(ci, result, "write")
+            error = self._write_error(ci, result, time.monotonic() - started)
             self._failure = error
             logger.info("instance %d: write failed with %s", ci, nanossl.DISPLAY_ERROR(result))
             raise error
@@ -1533,14 +1011,42 @@ class TLSSocket:
         return self._settings.server_side
 
     @property
-    def session(self) -> None:
-        """Always None: session resumption is not supported."""
-        return None
+    def session(self) -> Optional[TLSSession]:
+        """The newest session of this client connection, for resumption; None on a server.
+
+        A TLS 1.3 server sends its tickets after the handshake, and recv()
+        reads them. So read the first response before taking the session,
+        because until then it has ``has_ticket`` False and cannot resume.
+        A session that the server sent stays readable after close(). A
+        server socket returns None, because a server keeps its sessions in
+        the context's certificate store.
+        """
+        if self._session is not None or self._settings.server_side or not self._handshake_done:
+            return self._session
+        if self._instance is None or self._tls_ended or self._sock.fileno() == -1:
+            return None
+        status, blob = nanossl.PYNANO_getSessionBlob(self._instance)
+        if status != nanossl.OK or blob is None:
+            return None
+        return TLSSession._create(blob, self._context, self._settings, self._callback_verdict is True,
+                                  has_ticket=self._version == "TLSv1.2")
+
+    @session.setter
+    def session(self, session: TLSSession) -> None:
+        if self._settings.server_side:
+            raise ValueError("session can only be specified in client mode; a server resumes "
+                             "sessions by itself")
+        if self._handshake_started:
+            raise ValueError("cannot set session after the handshake started; set it before "
+                             "do_handshake(), or pass it to wrap_socket()")
+        self._offered_session = _check_session(session, self._context)
+        if self._instance is not None:
+            _offer_session(self._instance, self._offered_session, self._settings)
 
     @property
     def session_reused(self) -> bool:
-        """Always False: every connection runs a full handshake."""
-        return False
+        """Whether the handshake resumed a session (False before the handshake)."""
+        return self._session_reused
 
     @property
     def verify_info(self) -> Optional[VerifyInfo]:
@@ -1645,9 +1151,18 @@ class TLSSocket:
         return self._sock.gettimeout()
 
     def settimeout(self, value: Optional[float]) -> None:
-        """Set the timeout in seconds for the handshake and reads; None waits forever."""
+        """Set the timeout in seconds for the handshake, reads and sends; None waits forever.
+
+        NOTE: the send timeout is fixed when the handshake starts, because
+        NanoSSL takes SSL_ioctl settings only before it. A later call
+        changes the read timeout only.
+        """
         _check_blocking(value)
         self._sock.settimeout(value)
+        if self._handshake_started and value != self._send_timeout:
+            logger.debug("instance %d: send timeout stays %s s, the value when the handshake "
+                         "started; the new timeout %s s applies to reads", self._instance,
+                         self._send_timeout, value)
 
     def setblocking(self, flag: bool) -> None:
         """Make the socket blocking; False raises ValueError (not supported)."""
@@ -1723,9 +1238,17 @@ class TLSSocket:
 
     def _end_tls(self) -> None:
         self._tls_ended = True
-        if self._release is not None and self._release.alive:
-            self._release()
-            logger.debug("instance %d: closed", self._instance)
+        ci = self._instance
+        if ci is None or self._release is None or self._release.detach() is None:
+            return
+        if self._sock.fileno() == -1:
+            # The descriptor number may already belong to another file.
+            nanossl.PYNANO_releaseConnection(ci)
+            logger.debug("instance %d: released without close_notify, because its socket was "
+                         "closed elsewhere", ci)
+            return
+        nanossl.SSL_closeConnection(ci)
+        logger.debug("instance %d: closed", ci)
 
     def __enter__(self) -> "TLSSocket":
         return self
@@ -1739,28 +1262,10 @@ class TLSSocket:
 
 
 def _release_connection(ci: int, sock: socket.socket) -> None:
-    """Close a connection instance; sock is passed only to keep its descriptor open until then."""
-    nanossl.SSL_closeConnection(ci)
+    """Free the connection of a TLSSocket that was garbage-collected unclosed, without I/O.
 
-
-def _callback_adapter(socket_ref: "weakref.ref[TLSSocket]",
-                      callback: VerifyCallback) -> Callable[[int, int], bool]:
-    """Wrap a VerifyInfo callback as the (instance, status) callback NanoSSL calls."""
-
-    def on_invalid_certificate(ci: int, status: int) -> bool:
-        tls = socket_ref()
-        hostname = tls.server_hostname if tls is not None else None
-        info = _read_verify_info(ci, status, hostname)
-        if tls is not None:
-            tls._last_verify_info = info
-        verdict = callback(info)
-        if not isinstance(verdict, bool):
-            raise TypeError(f"the verify callback must return True or False, got {verdict!r}")
-        if tls is not None:
-            tls._callback_verdict = verdict
-        logger.info("instance %d: verify callback %s %s (%s) for %s", ci,
-                    "accepted" if verdict else "rejected", info.status_name, info.verify_message,
-                    info.subject or "a missing certificate")
-        return verdict
-
-    return on_invalid_certificate
+    sock is passed only to keep its descriptor open until then.
+    """
+    nanossl.PYNANO_releaseConnection(ci)
+    logger.debug("instance %d: released without close_notify, because its TLSSocket was "
+                 "garbage-collected unclosed", ci)

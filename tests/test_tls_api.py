@@ -6,6 +6,8 @@ in a Background thread that the test joins.
 
 from __future__ import annotations
 
+import gc
+import os
 import pickle
 import socket
 import ssl
@@ -24,6 +26,9 @@ from .conftest import Background, accept, connect
 from pynano import nanossl
 from pynano.certs import PemPair
 from pynano.tls import decode_certificate
+
+# Maximum time in seconds that a server end of a test waits for the client.
+THREAD_WAIT = 20.0
 
 
 def write_pair(directory: Path, name: str, pair: PemPair) -> Dict[str, str]:
@@ -162,8 +167,8 @@ def test_wrap_rejects_mismatched_side(pki: Any) -> None:
         client_context(pki).wrap_socket(sock, server_side=True)
 
 
-def test_wrap_rejects_session(pki: Any) -> None:
-    with socket.socket() as sock, pytest.raises(ValueError, match="session"):
+def test_wrap_rejects_non_session(pki: Any) -> None:
+    with socket.socket() as sock, pytest.raises(TypeError, match="TLSSession"):
         client_context(pki).wrap_socket(sock, server_hostname="localhost", session=object())
 
 
@@ -460,6 +465,87 @@ def test_settimeout_zero_rejected(pki: Any, listener: socket.socket) -> None:
     server.result()
 
 
+def test_pending_counts_buffered_bytes(pki: Any, listener: socket.socket) -> None:
+    server = serve(listener, server_context(pki), lambda tls: tls.sendall(b"x" * 3000))
+    with client_context(pki).wrap_socket(connect(listener), server_hostname="localhost") as tls:
+        assert tls.pending() == 0
+        assert tls.recv(100) == b"x" * 100
+        assert tls.pending() == 2900
+        assert tls.recv(5000) == b"x" * 2900
+        assert tls.pending() == 0
+    server.result()
+    assert tls.pending() == 0
+
+
+def test_send_timeout_raises(pki: Any, listener: socket.socket) -> None:
+    release = threading.Event()
+    server = serve(listener, server_context(pki), lambda tls: release.wait(THREAD_WAIT))
+    sock = connect(listener)
+    sock.settimeout(0.5)
+    tls = client_context(pki).wrap_socket(sock, server_hostname="localhost")
+    try:
+        started = time.monotonic()
+        with pytest.raises(pynano.TLSTimeoutError, match="write operation timed out") as caught:
+            tls.sendall(bytes(64 * 1024 * 1024))
+        elapsed = time.monotonic() - started
+        with pytest.raises(pynano.TLSError, match="earlier failure"):
+            tls.sendall(b"more")
+    finally:
+        release.set()
+        tls.close()
+    server.result()
+    assert 0.5 <= elapsed < 10
+    assert isinstance(caught.value, socket.timeout)
+    assert caught.value.status == nanossl.ERR_TCP_WRITE_ERROR
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_garbage_collected_socket_sends_nothing(pki: Any, listener: socket.socket) -> None:
+    context = server_context(pki)
+
+    def read_after_ready() -> Any:
+        with context.wrap_socket(accept(listener), server_side=True, suppress_ragged_eofs=False) as tls:
+            tls.sendall(b"ready")
+            try:
+                return tls.recv(10)
+            except pynano.TLSEOFError as error:
+                return error
+
+    server = Background(read_after_ready)
+    tls = client_context(pki).wrap_socket(connect(listener), server_hostname="localhost")
+    assert tls.recv(10) == b"ready"
+    ci = tls.connection_instance
+    del tls
+    gc.collect()
+
+    assert nanossl.SSL_getConnectionState(ci)[0] == nanossl.ERR_SSL_BAD_ID
+    assert isinstance(server.result(), pynano.TLSEOFError)
+
+
+def test_close_after_socket_closed_elsewhere(pki: Any, listener: socket.socket) -> None:
+    server = serve(listener, server_context(pki), lambda tls: tls.sendall(b"ready"))
+    raw = connect(listener)
+    tls = client_context(pki).wrap_socket(raw, server_hostname="localhost")
+    assert tls.recv(10) == b"ready"
+    ci = tls.connection_instance
+    number = raw.fileno()
+    other, watcher = socket.socketpair()
+    raw.close()
+    # Give the old descriptor number to another socket, as a busy process would.
+    os.dup2(other.fileno(), number)
+    try:
+        tls.close()
+        watcher.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            watcher.recv(100)
+    finally:
+        os.close(number)
+        other.close()
+        watcher.close()
+    server.result()
+    assert nanossl.SSL_getConnectionState(ci)[0] == nanossl.ERR_SSL_BAD_ID
+
+
 def test_makefile_outlives_close(pki: Any, listener: socket.socket) -> None:
     server = serve(listener, server_context(pki), lambda tls: tls.sendall(b"line one\nline two\n"))
     tls = client_context(pki).wrap_socket(connect(listener), server_hostname="localhost")
@@ -475,9 +561,9 @@ def test_makefile_outlives_close(pki: Any, listener: socket.socket) -> None:
 def test_unwrap_returns_socket(pki: Any, listener: socket.socket) -> None:
     def unwrap_and_echo(tls: pynano.TLSSocket) -> bytes:
         tls.recv(10)
-        raw = tls.unwrap()
-        data = raw.recv(100)
-        raw.sendall(b"plain reply")
+        with tls.unwrap() as raw:
+            data = raw.recv(100)
+            raw.sendall(b"plain reply")
         return data
 
     server = serve(listener, server_context(pki), unwrap_and_echo)
