@@ -212,13 +212,38 @@ static sbyte4 minor_from_value(uintptr_t value)
     return ERR_INVALID_ARG;
 }
 
+/* Timeouts apply to every later call, so they may change at any time. */
+static sbyte4 set_timeout(sbyte4 instance, ubyte4 setting, ubyte4 milliseconds)
+{
+    pynano_conn *conn = pynano_conn_acquire(instance);
+
+    if (conn == NULL) {
+        return ERR_SSL_BAD_ID;
+    }
+    pthread_mutex_lock(&conn->lock);
+    if (setting == SSL_SET_RECV_TIMEOUT) {
+        conn->recv_timeout_ms = milliseconds;
+    } else if (setting == PYNANO_SSL_SET_SEND_TIMEOUT) {
+        conn->send_timeout_ms = milliseconds;
+    } else {
+        conn->handshake_timeout_ms = milliseconds;
+    }
+    pynano_conn_end_call(conn);
+    return OK;
+}
+
 sbyte4 SSL_ioctl(sbyte4 connectionInstance, ubyte4 setting, void *value)
 {
     pynano_conn *conn;
     uintptr_t number = (uintptr_t) value;
-    sbyte4 status = pynano_conn_begin_setting(connectionInstance, &conn);
+    sbyte4 status;
     sbyte4 minor;
 
+    if (setting == SSL_SET_RECV_TIMEOUT || setting == PYNANO_SSL_SET_SEND_TIMEOUT ||
+        setting == PYNANO_SSL_SET_HANDSHAKE_TIMEOUT) {
+        return set_timeout(connectionInstance, setting, (ubyte4) number);
+    }
+    status = pynano_conn_begin_setting(connectionInstance, &conn);
     if (status != OK) {
         return status;
     }
@@ -237,21 +262,12 @@ sbyte4 SSL_ioctl(sbyte4 connectionInstance, ubyte4 setting, void *value)
             conn->max_minor = minor;
         }
         break;
-    case SSL_SET_RECV_TIMEOUT:
-        conn->recv_timeout_ms = (ubyte4) number;
-        break;
-    case PYNANO_SSL_SET_HANDSHAKE_TIMEOUT:
-        conn->handshake_timeout_ms = (ubyte4) number;
-        break;
     case SSL_SET_NUM_TICKETS:
         if (number > 16) {
             status = ERR_INVALID_ARG;
             break;
         }
         conn->num_tickets = (int) number;
-        break;
-    case PYNANO_SSL_SET_SEND_TIMEOUT:
-        conn->send_timeout_ms = (ubyte4) number;
         break;
     case PYNANO_SSL_SET_CHECK_HOSTNAME:
         conn->check_hostname = number != 0;
@@ -422,6 +438,7 @@ static MSTATUS decide_peer_certificate(pynano_conn *conn)
         if (verdict >= 0) {
             pynano_debug("instance %d: callback accepted %s", conn->instance,
                          DISPLAY_ERROR(status));
+            conn->verify_overridden = 1;
             return OK;
         }
         status = verdict;
@@ -700,6 +717,9 @@ sbyte4 SSL_negotiateConnection(sbyte4 connectionInstance)
     }
     conn->io_deadline_ms = 0;
     conn->state = status == OK ? CONN_STATE_OPEN : CONN_STATE_FAILED;
+    if (status == OK && !conn->is_server) {
+        pynano_session_note_server_check(conn);
+    }
     /* A TLS 1.2 session is complete now; TLS 1.3 tickets come later. */
     if (status == OK && !conn->is_server &&
         mbedtls_ssl_get_version_number(&conn->ssl) == MBEDTLS_SSL_VERSION_TLS1_2) {

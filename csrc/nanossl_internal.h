@@ -46,6 +46,10 @@ typedef struct pynano_ticket_key {
 } pynano_ticket_key;
 
 #define PYNANO_DEFAULT_TICKET_LIFETIME  7200   /* seconds */
+
+/* How a client verified its server, recorded in session blobs. */
+#define PYNANO_SERVER_CHECK_CHAIN     0x01
+#define PYNANO_SERVER_CHECK_HOSTNAME  0x02
 #define PYNANO_DEFAULT_CACHE_TIMEOUT    7200   /* seconds */
 
 /* A certificate store: parsed once, shared read-only by every connection
@@ -114,6 +118,9 @@ typedef struct pynano_conn {
     size_t resume_blob_length;
     const char *resume_rejected_reason;
     int session_reused;
+    int verify_overridden;        /* the invalid-certificate callback accepted */
+    int server_check;             /* client: PYNANO_SERVER_CHECK_* made */
+    int offered_server_check;     /* client: checks behind the offered session */
     mbedtls_x509_crt resumed_peer_cert;  /* client certificate from a ticket */
     int has_resumed_peer_cert;
 
@@ -158,6 +165,7 @@ void pynano_session_forget_blob(pynano_conn *conn);
 MSTATUS pynano_session_lookup_info(pynano_conn *conn, const unsigned char *id,
                                    size_t id_length, const unsigned char *master);
 void pynano_session_client_free(void);
+void pynano_session_note_server_check(pynano_conn *conn);
 int pynano_server_capacity(void);
 
 /* nanossl_io.c */

@@ -22,11 +22,14 @@
  *
  *   blob = "PYNS" | version (1) | created (8) | lifetime (4)
  *          | name length (4) | cert length (4) | session length (4)
- *          | server name | server certificate DER
+ *          | server check (1) | server name | server certificate DER
  *          | mbedtls_ssl_session_save() output | HMAC-SHA256 (32)
  *
  * The name binds the blob to the server it came from; the certificate is
- * kept because a TLS 1.3 session restored by Mbed TLS has none.
+ * kept because a TLS 1.3 session restored by Mbed TLS has none. The server
+ * check records how the full handshake verified the server, so a session
+ * made with verification off (or overridden by the invalid-certificate
+ * callback) is never offered on a connection that verifies.
  */
 /* First, so MBEDTLS_ALLOW_PRIVATE_ACCESS precedes every Mbed TLS header. */
 #include "nanossl_internal.h"
@@ -47,8 +50,8 @@
 #define TICKET_HEADER_LEN   (TICKET_NAME_LEN + TICKET_NONCE_LEN)
 #define TICKET_PLAIN_HEADER 16
 #define BLOB_MAGIC          "PYNS"
-#define BLOB_VERSION        1
-#define BLOB_HEADER_LEN     (4 + 1 + 8 + 4 + 4 + 4 + 4)
+#define BLOB_VERSION        2
+#define BLOB_HEADER_LEN     (4 + 1 + 8 + 4 + 4 + 4 + 4 + 1)
 #define BLOB_MAC_LEN        32
 #define SESSION_SAVE_MAX    8192
 #define CLIENT_SESSIONS     64
@@ -157,6 +160,22 @@ MSTATUS PYNANO_CERT_STORE_rotateTicketKeys(certStorePtr pCertStore)
     ret = ticket_key_rotate(pCertStore, 1);
     pthread_mutex_unlock(&pCertStore->lock);
     return ret == 0 ? OK : ERR_MEM_ALLOC_FAIL;
+}
+
+MSTATUS PYNANO_CERT_STORE_flushSessionCache(certStorePtr pCertStore)
+{
+    if (pCertStore == NULL) {
+        return ERR_NULL_POINTER;
+    }
+    pthread_mutex_lock(&pCertStore->lock);
+    if (pCertStore->cache_ready) {
+        mbedtls_ssl_cache_free(&pCertStore->cache);
+        mbedtls_ssl_cache_init(&pCertStore->cache);
+        mbedtls_ssl_cache_set_max_entries(&pCertStore->cache, pynano_server_capacity());
+        mbedtls_ssl_cache_set_timeout(&pCertStore->cache, (int) pCertStore->cache_timeout);
+    }
+    pthread_mutex_unlock(&pCertStore->lock);
+    return OK;
 }
 
 MSTATUS PYNANO_CERT_STORE_setSessionLifetimes(certStorePtr pCertStore,
@@ -401,7 +420,9 @@ static int cache_get(void *context, unsigned char const *session_id, size_t id_l
     const char *reason = NULL;
     int ret;
 
+    pthread_mutex_lock(&conn->store->lock);
     ret = mbedtls_ssl_cache_get(&conn->store->cache, session_id, id_length, session);
+    pthread_mutex_unlock(&conn->store->lock);
     if (ret != 0) {
         return ret;
     }
@@ -418,8 +439,12 @@ static int cache_set(void *context, unsigned char const *session_id, size_t id_l
                      const mbedtls_ssl_session *session)
 {
     pynano_conn *conn = context;
+    int ret;
 
-    return mbedtls_ssl_cache_set(&conn->store->cache, session_id, id_length, session);
+    pthread_mutex_lock(&conn->store->lock);
+    ret = mbedtls_ssl_cache_set(&conn->store->cache, session_id, id_length, session);
+    pthread_mutex_unlock(&conn->store->lock);
+    return ret;
 }
 
 void pynano_session_configure_server(pynano_conn *conn)
@@ -435,7 +460,11 @@ void pynano_session_configure_server(pynano_conn *conn)
     }
     pthread_mutex_unlock(&store->lock);
 
-    mbedtls_ssl_conf_session_tickets_cb(&conn->conf, ticket_write, ticket_parse, conn);
+    /* SSL_SET_NUM_TICKETS 0 means no tickets in either version: TLS 1.2
+     * sessions then resume by session ID, through the cache. */
+    if (conn->num_tickets != 0) {
+        mbedtls_ssl_conf_session_tickets_cb(&conn->conf, ticket_write, ticket_parse, conn);
+    }
     mbedtls_ssl_conf_session_cache(&conn->conf, conn, cache_get, cache_set);
     if (conn->num_tickets >= 0) {
         mbedtls_ssl_conf_new_session_tickets(&conn->conf, (uint16_t) conn->num_tickets);
@@ -520,6 +549,7 @@ static MSTATUS session_blob_make(pynano_conn *conn, unsigned char **blob, size_t
     put_u32(out + 17, (uint32_t) name_length);
     put_u32(out + 21, (uint32_t) cert_length);
     put_u32(out + 25, (uint32_t) saved_length);
+    out[29] = (unsigned char) conn->server_check;
     p = out + BLOB_HEADER_LEN;
     memcpy(p, conn->hostname, name_length);
     p += name_length;
@@ -537,6 +567,29 @@ static MSTATUS session_blob_make(pynano_conn *conn, unsigned char **blob, size_t
     *blob = out;
     *blob_length = body_length + BLOB_MAC_LEN;
     return OK;
+}
+
+/* The server checks a connection makes in a full handshake. */
+static int required_server_check(const pynano_conn *conn)
+{
+    int check = 0;
+
+    if (conn->verify_mode != PYNANO_VERIFY_NONE) {
+        check |= PYNANO_SERVER_CHECK_CHAIN;
+        if (conn->check_hostname && conn->has_hostname) {
+            check |= PYNANO_SERVER_CHECK_HOSTNAME;
+        }
+    }
+    return check;
+}
+
+void pynano_session_note_server_check(pynano_conn *conn)
+{
+    if (conn->session_reused) {
+        conn->server_check = conn->offered_server_check;
+        return;
+    }
+    conn->server_check = conn->verify_overridden ? 0 : required_server_check(conn);
 }
 
 /* Check a blob for this connection and load its session and the server
@@ -571,6 +624,10 @@ static const char *session_blob_open(pynano_conn *conn, const unsigned char *blo
     if (unix_now() - get_u64(blob + 5) >= get_u32(blob + 13)) {
         return "it has expired";
     }
+    if ((blob[29] & required_server_check(conn)) != required_server_check(conn)) {
+        return "it was made with weaker server verification than this connection uses";
+    }
+    conn->offered_server_check = blob[29];
     p = blob + BLOB_HEADER_LEN;
     if (name_length != (conn->has_hostname ? strlen(conn->hostname) : 0) ||
         memcmp(p, conn->hostname, name_length) != 0) {

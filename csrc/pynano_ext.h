@@ -84,6 +84,8 @@ sbyte4 PYNANO_setSessionBlob(sbyte4 connectionInstance, const ubyte *blob,
 sbyte4 PYNANO_getSessionReused(sbyte4 connectionInstance, sbyte4 *pReused);
 /* Retire every ticket key: earlier tickets then give a full handshake. */
 MSTATUS PYNANO_CERT_STORE_rotateTicketKeys(certStorePtr pCertStore);
+/* Drop every TLS 1.2 session-ID cache entry of a server store. */
+MSTATUS PYNANO_CERT_STORE_flushSessionCache(certStorePtr pCertStore);
 /* Ticket lifetime (also the automatic key rotation period) and TLS 1.2
  * session cache timeout, in seconds, at most 604800 (7 days). */
 MSTATUS PYNANO_CERT_STORE_setSessionLifetimes(certStorePtr pCertStore,

@@ -25,9 +25,9 @@ logger = logging.getLogger("pynano")
 # Header of blob format version 1, as csrc/nanossl_session.c writes it:
 # "PYNS", version, created (Unix s), lifetime (s), then the lengths of the
 # server name, the server certificate and the Mbed TLS session, big-endian.
-_BLOB_HEADER = struct.Struct(">4sBQIIII")
+_BLOB_HEADER = struct.Struct(">4sBQIIIIB")
 _BLOB_MAGIC = b"PYNS"
-_BLOB_VERSION = 1
+_BLOB_VERSION = 2
 _BLOB_MAC_SIZE = 32
 
 
@@ -94,13 +94,13 @@ class TLSSession:
 
 
 def _blob_facts(blob: bytes) -> Tuple[bytes, int, int]:
-    """Return (id, time, timeout) from the header of a version 1 blob.
+    """Return (id, time, timeout) from the header of a version 2 blob.
 
     A blob of another version gets the digest of the whole blob as its id,
     and 0 for time and timeout.
     """
     if len(blob) >= _BLOB_HEADER.size + _BLOB_MAC_SIZE:
-        magic, version, created, lifetime, name_size, cert_size, session_size = \
+        magic, version, created, lifetime, name_size, cert_size, session_size, _server_check = \
             _BLOB_HEADER.unpack_from(blob)
         start = _BLOB_HEADER.size + name_size + cert_size
         if magic == _BLOB_MAGIC and version == _BLOB_VERSION and \

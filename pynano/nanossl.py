@@ -295,13 +295,18 @@ def SSL_closeConnection(connectionInstance: int) -> int:
     """Send close_notify and free the instance."""
     ci = _instance(connectionInstance)
     status = lib.SSL_closeConnection(ci)
+    _forget_record(ci)
+    return status
+
+
+def _forget_record(ci: int) -> None:
+    """Drop a closed connection's record, keeping its callback error readable."""
     with _records_lock:
         record = _records.pop(ci, None)
         if record is not None and record.callback_error is not None:
             _closed_errors[ci] = record.callback_error
             while len(_closed_errors) > _CLOSED_ERRORS_KEPT:
                 _closed_errors.popitem(last=False)
-    return status
 
 
 # ---- records -----------------------------------------------------------
@@ -550,6 +555,11 @@ def PYNANO_CERT_STORE_rotateTicketKeys(pCertStore: "CertStore") -> int:
     return lib.PYNANO_CERT_STORE_rotateTicketKeys(_store_pointer(pCertStore))
 
 
+def PYNANO_CERT_STORE_flushSessionCache(pCertStore: "CertStore") -> int:
+    """Drop every TLS 1.2 session-ID cache entry of a server store."""
+    return lib.PYNANO_CERT_STORE_flushSessionCache(_store_pointer(pCertStore))
+
+
 def PYNANO_CERT_STORE_setSessionLifetimes(pCertStore: "CertStore", ticketLifetimeSeconds: int,
                                           cacheTimeoutSeconds: int) -> int:
     """Set the ticket lifetime (and key rotation period) and the session cache timeout."""
@@ -761,8 +771,7 @@ def PYNANO_releaseConnection(connectionInstance: int) -> int:
     """Free a connection without sending close_notify or touching its socket."""
     ci = _instance(connectionInstance)
     status = lib.PYNANO_releaseConnection(ci)
-    with _records_lock:
-        _records.pop(ci, None)
+    _forget_record(ci)
     return status
 
 

@@ -531,14 +531,16 @@ class TLSContext:
 
         Tickets issued so far then give full handshakes, and new tickets use
         a new key. The key also changes by itself once per ticket lifetime.
-        NOTE: a TLS 1.2 session that a client resumes by session ID rather
-        than by ticket stays in the session cache until it times out.
+        The TLS 1.2 session-ID cache is emptied too, so no earlier session
+        resumes by either route.
         """
         self._require_server("rotate_session_ticket_keys()")
         with self._lock:
             if self._store is None:
                 return
             status = nanossl.PYNANO_CERT_STORE_rotateTicketKeys(self._store)
+            if status == nanossl.OK:
+                status = nanossl.PYNANO_CERT_STORE_flushSessionCache(self._store)
         if status != nanossl.OK:
             raise _status_error("PYNANO_CERT_STORE_rotateTicketKeys failed", status)
         logger.info("context %#x: session ticket keys rotated; earlier tickets give full handshakes",
@@ -1151,18 +1153,14 @@ class TLSSocket(_SocketErrors):
         return self._sock.gettimeout()
 
     def settimeout(self, value: Optional[float]) -> None:
-        """Set the timeout in seconds for the handshake, reads and sends; None waits forever.
-
-        NOTE: the send timeout is fixed when the handshake starts, because
-        NanoSSL takes SSL_ioctl settings only before it. A later call
-        changes the read timeout only.
-        """
+        """Set the timeout in seconds for the handshake, reads and sends; None waits forever."""
         _check_blocking(value)
         self._sock.settimeout(value)
-        if self._handshake_started and value != self._send_timeout:
-            logger.debug("instance %d: send timeout stays %s s, the value when the handshake "
-                         "started; the new timeout %s s applies to reads", self._instance,
-                         self._send_timeout, value)
+        if self._handshake_started and self._instance is not None and value != self._send_timeout:
+            status = nanossl.SSL_ioctl(self._instance, nanossl.PYNANO_SSL_SET_SEND_TIMEOUT,
+                                       _timeout_ms(value))
+            if status == nanossl.OK:
+                self._send_timeout = value
 
     def setblocking(self, flag: bool) -> None:
         """Make the socket blocking; False raises ValueError (not supported)."""

@@ -217,7 +217,6 @@ SETTERS = [
     pytest.param(lambda ci: nanossl.SSL_enableCiphers(ci, [0x1301]), id="enableCiphers"),
     pytest.param(lambda ci: nanossl.SSL_ioctl(ci, nanossl.SSL_SET_VERSION, nanossl.TLS12_MINORVERSION),
                  id="ioctl-version"),
-    pytest.param(lambda ci: nanossl.SSL_ioctl(ci, nanossl.SSL_SET_RECV_TIMEOUT, 100), id="ioctl-timeout"),
     pytest.param(lambda ci: nanossl.SSL_setServerNameIndication(ci, "localhost"), id="setServerNameIndication"),
 ]
 
@@ -225,6 +224,12 @@ SETTERS = [
 @pytest.mark.parametrize("setter", SETTERS)
 def test_setter_after_negotiate(setter, open_pair):
     assert setter(open_pair.client) == nanossl.ERR_SSL_BAD_STATE
+
+
+@pytest.mark.parametrize("setting", [nanossl.SSL_SET_RECV_TIMEOUT, nanossl.PYNANO_SSL_SET_SEND_TIMEOUT,
+                                     nanossl.PYNANO_SSL_SET_HANDSHAKE_TIMEOUT])
+def test_timeouts_change_after_negotiate(setting, open_pair):
+    assert nanossl.SSL_ioctl(open_pair.client, setting, 100) == OK
 
 
 def test_negotiate_twice(open_pair):

@@ -410,3 +410,50 @@ def test_blob_for_other_server_not_offered(pki: Pki, listener: socket.socket, se
 @pytest.mark.parametrize("bad_lifetimes", [(0, 60), (60, 0), (604801, 60)])
 def test_session_lifetimes_validated(server_store, bad_lifetimes: Tuple[int, int]) -> None:
     assert nanossl.PYNANO_CERT_STORE_setSessionLifetimes(server_store, *bad_lifetimes) == nanossl.ERR_INVALID_ARG
+
+
+def test_flushed_cache_forces_full_handshake(pki: Pki, listener: socket.socket, server_store,
+                                             client_store) -> None:
+    """A TLS 1.2 session resumed by session ID stops resuming once the cache is flushed."""
+    context_rounds = []
+    session_id, master = b"", b""
+    for flush in (False, False, True):
+        if flush:
+            assert nanossl.PYNANO_CERT_STORE_flushSessionCache(server_store) == nanossl.OK
+        server = Background(lambda: serve_once(listener, server_store, num_tickets=0))
+        with connect(listener) as sock:
+            ci = nanossl.SSL_connect(sock, len(session_id), session_id or None, master or None,
+                                     "localhost", client_store)
+            nanossl.SSL_ioctl(ci, nanossl.SSL_SET_VERSION, nanossl.TLS12_MINORVERSION)
+            assert nanossl.SSL_negotiateConnection(ci) == nanossl.OK
+            nanossl.SSL_send(ci, b"ping")
+            nanossl.SSL_recv(ci, bytearray(8), 5000)
+            if not session_id:
+                _, session_id, master = nanossl.SSL_getClientSessionInfo(ci)
+            context_rounds.append(nanossl.PYNANO_getSessionReused(ci)[1])
+            nanossl.SSL_closeConnection(ci)
+        server.result()
+
+    assert context_rounds == [False, True, False]
+
+
+def test_unverified_session_not_offered_to_verifier(pki: Pki, listener: socket.socket,
+                                                    server_store, client_store) -> None:
+    jar = TicketJar()
+    reused = []
+    for verify_mode in (nanossl.PYNANO_VERIFY_NONE, nanossl.PYNANO_VERIFY_REQUIRED):
+        server = Background(lambda: serve_once(listener, server_store))
+        with connect(listener) as sock:
+            ci = nanossl.SSL_connect(sock, 0, None, None, "localhost", client_store)
+            nanossl.SSL_ioctl(ci, nanossl.PYNANO_SSL_SET_VERIFY_MODE, verify_mode)
+            nanossl.SSL_setClientSaveTicketCallback(ci, jar.save)
+            nanossl.SSL_setClientRetrieveTicketCallback(ci, jar.retrieve)
+            assert nanossl.SSL_negotiateConnection(ci) == nanossl.OK
+            nanossl.SSL_send(ci, b"ping")
+            nanossl.SSL_recv(ci, bytearray(8), 5000)
+            reused.append(nanossl.PYNANO_getSessionReused(ci)[1])
+            nanossl.SSL_closeConnection(ci)
+        server.result()
+
+    assert jar.saves
+    assert reused == [False, False]
