@@ -71,6 +71,19 @@ static int parse_into(mbedtls_x509_crt *chain, const ubyte *data, ubyte4 length,
     }
     if (!pem) {
         ret = mbedtls_x509_crt_parse_der(chain, data, length);
+        /* Mbed TLS reads one certificate and ignores what follows it; a
+         * buffer with more (two concatenated DER certificates) is refused
+         * rather than half loaded. */
+        if (ret == 0) {
+            const mbedtls_x509_crt *last = chain;
+
+            while (last->next != NULL && last->next->raw.len != 0) {
+                last = last->next;
+            }
+            if (last->raw.len != length) {
+                ret = MBEDTLS_ERR_X509_INVALID_FORMAT;
+            }
+        }
     } else {
         copy = nul_terminated_copy(data, length);
         if (copy == NULL) {
@@ -86,8 +99,27 @@ static int parse_into(mbedtls_x509_crt *chain, const ubyte *data, ubyte4 length,
     return ret;
 }
 
+/* Count the PEM certificate headers in a buffer. */
+static ubyte4 count_pem_certificates(const ubyte *data, ubyte4 length)
+{
+    static const char header[] = "-----BEGIN CERTIFICATE-----";
+    const size_t header_length = sizeof(header) - 1;
+    ubyte4 count = 0;
+    ubyte4 i;
+
+    for (i = 0; i + header_length <= length; i++) {
+        if (memcmp(data + i, header, header_length) == 0) {
+            count++;
+            i += (ubyte4) header_length - 1;
+        }
+    }
+    return count;
+}
+
 /* Parse every certificate in data into chain, all or nothing: a buffer with
- * one bad certificate adds none, so no half-loaded chain is left in use. */
+ * one bad certificate adds none, so no half-loaded chain is left in use.
+ * Mbed TLS skips a final certificate whose footer is missing, so PEM input
+ * must also yield one certificate per header. */
 static MSTATUS parse_certificates(mbedtls_x509_crt *chain, const ubyte *data,
                                   ubyte4 length, ubyte4 *parsed)
 {
@@ -111,7 +143,7 @@ static MSTATUS parse_certificates(mbedtls_x509_crt *chain, const ubyte *data,
         return ERR_MEM_ALLOC_FAIL;
     }
     /* For PEM a positive result counts certificates that failed to parse. */
-    if (ret != 0 || added == 0) {
+    if (ret != 0 || added == 0 || (pem && added != count_pem_certificates(data, length))) {
         pynano_debug("certificate parse failed: -0x%04x", (unsigned) -ret);
         return ERR_CERT_INVALID_STRUCT;
     }

@@ -359,23 +359,37 @@ static int negotiated_minor(const pynano_conn *conn)
     return version == MBEDTLS_SSL_VERSION_TLS1_3 ? TLS13_MINORVERSION : TLS12_MINORVERSION;
 }
 
-/* Make the next TLS 1.3 record go out under the keys the peer reads with.
- * Mbed TLS 3.6.6 gets this wrong in two places while certificates are
- * checked: its server switches to the application keys only at wrap-up,
- * though the client reads with them once it has the server's Finished; and
- * its client still writes in plaintext while reading the server's
- * certificate, though RFC 8446 section 5 has it use the handshake keys.
- * Either way the peer could not read the alert. */
-static void use_tls13_alert_keys(pynano_conn *conn)
+/* Switch a TLS 1.3 server to the application keys as soon as it has sent
+ * its Finished. The client reads with those keys from then on (RFC 8446
+ * section 4.4.4), but Mbed TLS 3.6.6 switches only at wrap-up, so an alert
+ * about the client's certificate, its own or ours, arrived unreadable
+ * (bad_record_mac at the client). Nothing else is sent in between, and the
+ * switch at wrap-up then installs the same keys again. */
+static void use_tls13_server_application_keys(pynano_conn *conn)
+{
+    mbedtls_ssl_context *ssl = &conn->ssl;
+    mbedtls_ssl_transform *application = ssl->MBEDTLS_PRIVATE(transform_application);
+
+    if (conn->is_server && application != NULL && ssl->MBEDTLS_PRIVATE(transform_out) != application &&
+        !mbedtls_ssl_is_handshake_over(ssl)) {
+        mbedtls_ssl_set_outbound_transform(ssl, application);
+    }
+}
+
+/* Make a TLS 1.3 client's alert go out under its handshake keys. While it
+ * reads the server's certificate, Mbed TLS 3.6.6 still writes plaintext,
+ * though RFC 8446 section 5 has it use the handshake keys, so an RFC-strict
+ * server could not read the alert. It is done only when pynano sends the
+ * alert, because the compatibility-mode ChangeCipherSpec that Mbed TLS
+ * sends later must stay plaintext.
+ * NOTE: alerts that Mbed TLS sends by itself at this point stay plaintext. */
+static void use_tls13_client_alert_keys(pynano_conn *conn)
 {
     mbedtls_ssl_context *ssl = &conn->ssl;
     mbedtls_ssl_handshake_params *handshake = ssl->MBEDTLS_PRIVATE(handshake);
 
-    if (conn->is_server && ssl->MBEDTLS_PRIVATE(transform_application) != NULL) {
-        mbedtls_ssl_set_outbound_transform(ssl, ssl->MBEDTLS_PRIVATE(transform_application));
-    } else if (!conn->is_server && handshake != NULL &&
-               handshake->transform_handshake != NULL &&
-               ssl->MBEDTLS_PRIVATE(transform_out) == NULL) {
+    if (!conn->is_server && handshake != NULL && handshake->transform_handshake != NULL &&
+        ssl->MBEDTLS_PRIVATE(transform_out) == NULL) {
         mbedtls_ssl_set_outbound_transform(ssl, handshake->transform_handshake);
     }
 }
@@ -388,7 +402,7 @@ static MSTATUS reject_peer(pynano_conn *conn, MSTATUS status)
         alert = SSL_ALERT_HANDSHAKE_FAILURE;
     }
     if (negotiated_minor(conn) == TLS13_MINORVERSION) {
-        use_tls13_alert_keys(conn);
+        use_tls13_client_alert_keys(conn);
     }
     mbedtls_ssl_send_alert_message(&conn->ssl, MBEDTLS_SSL_ALERT_LEVEL_FATAL,
                                    (unsigned char) alert);
@@ -428,7 +442,11 @@ static MSTATUS decide_peer_certificate(pynano_conn *conn)
     conn->verify.status = status;
 
     if (conn->invalid_cert_callback != NULL) {
-        MSTATUS verdict = conn->invalid_cert_callback(conn->instance, status);
+        MSTATUS verdict;
+
+        conn->in_callback = 1;
+        verdict = conn->invalid_cert_callback(conn->instance, status);
+        conn->in_callback = 0;
 
         /* The callback may have closed its own connection; the handshake
          * cannot go on then, whatever the verdict. */
@@ -676,6 +694,9 @@ static MSTATUS run_handshake(pynano_conn *conn)
             return handshake_failure_status(conn, ret);
         }
         note_resumption(conn);
+        if (mbedtls_ssl_get_version_number(&conn->ssl) == MBEDTLS_SSL_VERSION_TLS1_3) {
+            use_tls13_server_application_keys(conn);
+        }
         status = decide_peer_certificate(conn);
         if (status != OK) {
             return status;
@@ -692,7 +713,10 @@ sbyte4 SSL_negotiateConnection(sbyte4 connectionInstance)
         return ERR_SSL_BAD_ID;
     }
     pthread_mutex_lock(&conn->lock);
-    if (conn->state != CONN_STATE_CREATED && conn->state != CONN_STATE_NEGOTIATE) {
+    /* The lock is recursive for callbacks; a callback must not re-enter the
+     * handshake that is calling it. */
+    if (conn->in_callback ||
+        (conn->state != CONN_STATE_CREATED && conn->state != CONN_STATE_NEGOTIATE)) {
         pynano_conn_end_call(conn);
         return ERR_SSL_BAD_STATE;
     }

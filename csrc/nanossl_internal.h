@@ -138,6 +138,8 @@ typedef struct pynano_conn {
     int64_t io_deadline_ms;       /* monotonic deadline for the current call */
 
     int ssl_ready;                /* ssl and conf are set up */
+    int in_callback;              /* an application callback is running; the
+                                     connection's own Mbed TLS calls must wait */
     mbedtls_ssl_config conf;
     mbedtls_ssl_context ssl;
 } pynano_conn;

@@ -21,9 +21,9 @@ static sbyte4 begin_open_call(sbyte4 instance, pynano_conn **out)
         return ERR_SSL_BAD_ID;
     }
     pthread_mutex_lock(&conn->lock);
-    if (conn->state != CONN_STATE_OPEN) {
+    if (conn->state != CONN_STATE_OPEN || conn->in_callback) {
         sbyte4 status = conn->state == CONN_STATE_CLOSED ? ERR_TCP_SOCKET_CLOSED
-                                                         : ERR_SSL_NOT_OPEN;
+                        : conn->state != CONN_STATE_OPEN ? ERR_SSL_NOT_OPEN : ERR_SSL_BAD_STATE;
 
         pthread_mutex_unlock(&conn->lock);
         pynano_conn_release(conn);

@@ -855,7 +855,9 @@ void pynano_session_offer_to_app(pynano_conn *conn)
         return;
     }
     server_info(conn, &info, &info_length);
+    conn->in_callback = 1;
     conn->save_ticket_callback(conn->instance, info, info_length, NULL, blob, (ubyte4) blob_length);
+    conn->in_callback = 0;
     mbedtls_platform_zeroize(blob, blob_length);
     free(blob);
 }
@@ -874,8 +876,10 @@ void pynano_session_ask_app(pynano_conn *conn)
         return;
     }
     server_info(conn, &info, &info_length);
+    conn->in_callback = 1;
     status = conn->retrieve_ticket_callback(conn->instance, info, info_length, NULL, &ticket,
                                             &ticket_length, &free_memory);
+    conn->in_callback = 0;
     if (status >= 0 && ticket != NULL && ticket_length > 0) {
         (void) pynano_session_take_blob(conn, ticket, ticket_length);
     }

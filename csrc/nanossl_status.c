@@ -150,6 +150,11 @@ MSTATUS pynano_status_from_mbedtls(const pynano_conn *conn, int error)
         error == MBEDTLS_ERR_SSL_UNEXPECTED_RECORD || error == MBEDTLS_ERR_SSL_ILLEGAL_PARAMETER) {
         return ERR_SSL_FATAL_ALERT;
     }
+    /* A peer certificate that does not parse (bad DER, an unknown critical
+     * extension) surfaces as an X.509 error, high-level codes 0x2080-0x2980. */
+    if (((-error) & 0xFF80) >= 0x2080 && ((-error) & 0xFF80) <= 0x2980) {
+        return ERR_CERT_INVALID_STRUCT;
+    }
     if (error == MBEDTLS_ERR_PK_INVALID_ALG || error == MBEDTLS_ERR_ECP_VERIFY_FAILED ||
         error == MBEDTLS_ERR_RSA_VERIFY_FAILED) {
         return ERR_SSL_INVALID_SIGNATURE;

@@ -251,6 +251,8 @@ def _register(ci: int, sock: Any, store: Optional["CertStore"]) -> int:
     if ci > 0:
         with _records_lock:
             _records[ci] = _ConnectionRecord(sock=sock, store=store)
+            # Instance numbers restart when SSL_init rebuilds the table.
+            _closed_errors.pop(ci, None)
     return ci
 
 
@@ -265,14 +267,24 @@ def SSL_connect(tempSocket: SocketLike, sessionIdLen: int, sessionId: Optional[b
                 certStore: Optional["CertStore"]) -> int:
     """Create a client connection instance; dnsName is the expected server name."""
     length = _check_int("sessionIdLen", sessionIdLen, 0, 32)
-    session_id = ffi.NULL if not sessionId else ffi.from_buffer(bytes(sessionId))
-    master_secret = ffi.NULL if not masterSecret else ffi.from_buffer(bytes(masterSecret))
-    if length and (len(sessionId or b"") < length or len(masterSecret or b"") != 48):
+    session_id = _optional_bytes("sessionId", sessionId)
+    master_secret = _optional_bytes("masterSecret", masterSecret)
+    if length and (len(session_id or b"") < length or len(master_secret or b"") != 48):
         raise ValueError(f"sessionId must hold sessionIdLen={length} bytes and masterSecret 48 bytes")
+    session_id = ffi.NULL if not session_id else ffi.from_buffer(session_id)
+    master_secret = ffi.NULL if not master_secret else ffi.from_buffer(master_secret)
     name = ffi.NULL if dnsName is None else _c_string("dnsName", dnsName)
     store = _store_pointer(certStore, allow_none=True)
     ci = lib.SSL_connect(_fd(tempSocket), length, session_id, master_secret, name, store)
     return _register(ci, tempSocket, certStore)
+
+
+def _optional_bytes(name: str, value: Any) -> Optional[bytes]:
+    if value is None:
+        return None
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        raise TypeError(f"{name} must be bytes or None, got {type(value).__name__} {value!r:.60}")
+    return bytes(value)
 
 
 def SSL_negotiateConnection(connectionInstance: int) -> int:
@@ -465,7 +477,12 @@ def DISPLAY_ERROR(status: int) -> str:
 
 def _c_string(name: str, value: Any) -> Any:
     if isinstance(value, str):
-        value = value.encode("idna" if name in ("dnsName", "serverName") and not value.isascii() else "ascii")
+        codec = "idna" if name in ("dnsName", "serverName") and not value.isascii() else "ascii"
+        try:
+            value = value.encode(codec)
+        except UnicodeError as error:
+            raise ValueError(f"{name}={value!r} is not a valid host name ({error}); "
+                             "pass an ASCII or IDNA-encodable name") from None
     if not isinstance(value, bytes):
         raise TypeError(f"{name} must be a str, got {type(value).__name__} {value!r}")
     if b"\0" in value:
@@ -646,8 +663,9 @@ def CERT_STORE_addIdentity(pCertStore: CertStore, derCert: Buffer, keyBlob: Buff
 
 
 def _sized_buffers(certificates: Sequence[Buffer]) -> Tuple[Any, List[Any]]:
-    if isinstance(certificates, (bytes, bytearray, memoryview, str)):
-        raise TypeError("certificates must be a sequence of buffers, one per certificate")
+    if isinstance(certificates, (bytes, bytearray, memoryview, str)) or not isinstance(certificates, Sequence):
+        raise TypeError(f"certificates must be a sequence of buffers, one per certificate, "
+                        f"got {type(certificates).__name__}")
     views = [_read_buffer(f"certificates[{i}]", cert, "ubyte[]") for i, cert in enumerate(certificates)]
     array = ffi.new("SizedBuffer[]", max(len(views), 1))
     for slot, view in zip(array, views):
@@ -748,6 +766,8 @@ def PYNANO_getPeerCertificate(connectionInstance: int, index: int = 0) -> Tuple[
 
 def PYNANO_setAlpnProtocols(connectionInstance: int, protocols: Sequence[str]) -> int:
     """Offer (client) or accept (server) these ALPN protocol names."""
+    if isinstance(protocols, (str, bytes)) or not isinstance(protocols, Sequence):
+        raise TypeError(f"protocols must be a sequence of str, got {type(protocols).__name__} {protocols!r:.60}")
     encoded = b"".join(_alpn_name(name) + b"\0" for name in protocols) + b"\0"
     return lib.PYNANO_setAlpnProtocols(_instance(connectionInstance), ffi.new("char[]", encoded),
                                        len(encoded))
