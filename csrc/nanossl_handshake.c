@@ -749,6 +749,7 @@ sbyte4 SSL_negotiateConnection(sbyte4 connectionInstance)
         mbedtls_ssl_get_version_number(&conn->ssl) == MBEDTLS_SSL_VERSION_TLS1_2) {
         pynano_session_offer_to_app(conn);
     }
+    pynano_buffers_release(conn);
     pynano_debug("instance %d handshake: %s", conn->instance, DISPLAY_ERROR(status));
     pynano_conn_end_call(conn);
     return status;

@@ -138,6 +138,8 @@ typedef struct pynano_conn {
     int64_t io_deadline_ms;       /* monotonic deadline for the current call */
 
     int ssl_ready;                /* ssl and conf are set up */
+    unsigned char saved_in_sequence[8];   /* record counters while the */
+    unsigned char saved_out_sequence[8];  /* buffers are released */
     int in_callback;              /* an application callback is running; the
                                      connection's own Mbed TLS calls must wait */
     mbedtls_ssl_config conf;
@@ -169,6 +171,10 @@ MSTATUS pynano_session_lookup_info(pynano_conn *conn, const unsigned char *id,
 void pynano_session_client_free(void);
 void pynano_session_note_server_check(pynano_conn *conn);
 int pynano_server_capacity(void);
+
+/* nanossl_buffers.c */
+void pynano_buffers_release(pynano_conn *conn);
+MSTATUS pynano_buffers_restore(pynano_conn *conn);
 
 /* nanossl_io.c */
 void pynano_io_attach(pynano_conn *conn);

@@ -73,6 +73,11 @@ sbyte4 SSL_send(sbyte4 connectionInstance, sbyte *pBuffer, sbyte4 bufferSize)
     if (status != OK) {
         return status;
     }
+    status = pynano_buffers_restore(conn);
+    if (status != OK) {
+        end_call(conn);
+        return status;
+    }
 
     /* mbedtls_ssl_write() takes at most one record per call; the loop sends
      * the whole buffer so one call from Python moves any amount of data. */
@@ -90,6 +95,7 @@ sbyte4 SSL_send(sbyte4 connectionInstance, sbyte *pBuffer, sbyte4 bufferSize)
         }
         sent += ret;
     }
+    pynano_buffers_release(conn);
     end_call(conn);
     return sent;
 }
@@ -109,6 +115,11 @@ sbyte4 SSL_recv(sbyte4 connectionInstance, sbyte *pRetBuffer, sbyte4 bufferSize,
     }
     status = begin_open_call(connectionInstance, &conn);
     if (status != OK) {
+        return status;
+    }
+    status = pynano_buffers_restore(conn);
+    if (status != OK) {
+        end_call(conn);
         return status;
     }
 
@@ -139,6 +150,7 @@ sbyte4 SSL_recv(sbyte4 connectionInstance, sbyte *pRetBuffer, sbyte4 bufferSize,
         status = record_failure(conn, ret);
         break;
     }
+    pynano_buffers_release(conn);
     end_call(conn);
     return status;
 }
@@ -179,6 +191,10 @@ sbyte4 SSL_sendAlert(sbyte4 connectionInstance, sbyte4 alertId, sbyte4 alertClas
         end_call(conn);
         return ERR_SSL_NOT_OPEN;
     }
+    if (pynano_buffers_restore(conn) != OK) {
+        end_call(conn);
+        return ERR_MEM_ALLOC_FAIL;
+    }
     ret = mbedtls_ssl_send_alert_message(&conn->ssl, (unsigned char) alertClass,
                                          (unsigned char) alertId);
     if (alertClass == SSLALERTLEVEL_FATAL) {
@@ -199,7 +215,8 @@ sbyte4 SSL_closeConnection(sbyte4 connectionInstance)
     /* A peer's close_notify is answered with ours (RFC 8446 section 6.1).
      * Best effort: a peer that already left makes this fail, and the
      * connection is freed either way. */
-    if (conn->state == CONN_STATE_OPEN || conn->peer_sent_close_notify) {
+    if ((conn->state == CONN_STATE_OPEN || conn->peer_sent_close_notify) &&
+        pynano_buffers_restore(conn) == OK) {
         conn->io_deadline_ms = pynano_now_ms() + PYNANO_CLOSE_NOTIFY_MS;
         (void) mbedtls_ssl_close_notify(&conn->ssl);
         conn->io_deadline_ms = 0;

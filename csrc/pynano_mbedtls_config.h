@@ -118,6 +118,8 @@
 #define MBEDTLS_SSL_TICKET_C
 #define MBEDTLS_SSL_CACHE_C
 #define MBEDTLS_SSL_MAX_FRAGMENT_LENGTH
+/* Buffer sizes become fields, so idle connections can release them. */
+#define MBEDTLS_SSL_VARIABLE_BUFFER_LENGTH
 /* Only forward-secret AEAD suites, in order of preference. CBC is compiled
  * for encrypted PEM keys, so without this list the CBC suites would be on. */
 #define MBEDTLS_SSL_CIPHERSUITES                                \
