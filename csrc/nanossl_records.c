@@ -33,6 +33,19 @@ static sbyte4 begin_open_call(sbyte4 instance, pynano_conn **out)
     return OK;
 }
 
+/* Acquire and lock a connection in any state. */
+static sbyte4 begin_any_call(sbyte4 instance, pynano_conn **out)
+{
+    pynano_conn *conn = pynano_conn_acquire(instance);
+
+    if (conn == NULL) {
+        return ERR_SSL_BAD_ID;
+    }
+    pthread_mutex_lock(&conn->lock);
+    *out = conn;
+    return OK;
+}
+
 static void end_call(pynano_conn *conn)
 {
     pthread_mutex_unlock(&conn->lock);
@@ -309,15 +322,15 @@ sbyte4 SSL_getSSLTLSVersion(sbyte4 connectionInstance, ubyte4 *pVersion)
 sbyte4 SSL_getConnectionState(sbyte4 connectionInstance, sbyte4 *pState)
 {
     pynano_conn *conn;
+    sbyte4 status;
 
     if (pState == NULL) {
         return ERR_NULL_POINTER;
     }
-    conn = pynano_conn_acquire(connectionInstance);
-    if (conn == NULL) {
-        return ERR_SSL_BAD_ID;
+    status = begin_any_call(connectionInstance, &conn);
+    if (status != OK) {
+        return status;
     }
-    pthread_mutex_lock(&conn->lock);
     *pState = conn->state == CONN_STATE_OPEN ? SSL_CONNECTION_OPEN : SSL_CONNECTION_NEGOTIATE;
     end_call(conn);
     return OK;
@@ -326,15 +339,15 @@ sbyte4 SSL_getConnectionState(sbyte4 connectionInstance, sbyte4 *pState)
 sbyte4 PYNANO_getVerifyDetails(sbyte4 connectionInstance, pynano_verify_details *details)
 {
     pynano_conn *conn;
+    sbyte4 status;
 
     if (details == NULL) {
         return ERR_NULL_POINTER;
     }
-    conn = pynano_conn_acquire(connectionInstance);
-    if (conn == NULL) {
-        return ERR_SSL_BAD_ID;
+    status = begin_any_call(connectionInstance, &conn);
+    if (status != OK) {
+        return status;
     }
-    pthread_mutex_lock(&conn->lock);
     *details = conn->verify;
     end_call(conn);
     return OK;
@@ -343,15 +356,15 @@ sbyte4 PYNANO_getVerifyDetails(sbyte4 connectionInstance, pynano_verify_details 
 sbyte4 PYNANO_getLastMbedtlsError(sbyte4 connectionInstance, sbyte4 *pMbedtlsError)
 {
     pynano_conn *conn;
+    sbyte4 status;
 
     if (pMbedtlsError == NULL) {
         return ERR_NULL_POINTER;
     }
-    conn = pynano_conn_acquire(connectionInstance);
-    if (conn == NULL) {
-        return ERR_SSL_BAD_ID;
+    status = begin_any_call(connectionInstance, &conn);
+    if (status != OK) {
+        return status;
     }
-    pthread_mutex_lock(&conn->lock);
     *pMbedtlsError = conn->last_mbedtls_error;
     end_call(conn);
     return OK;
@@ -360,15 +373,15 @@ sbyte4 PYNANO_getLastMbedtlsError(sbyte4 connectionInstance, sbyte4 *pMbedtlsErr
 sbyte4 PYNANO_getPeerAlert(sbyte4 connectionInstance, sbyte4 *pAlertId)
 {
     pynano_conn *conn;
+    sbyte4 status;
 
     if (pAlertId == NULL) {
         return ERR_NULL_POINTER;
     }
-    conn = pynano_conn_acquire(connectionInstance);
-    if (conn == NULL) {
-        return ERR_SSL_BAD_ID;
+    status = begin_any_call(connectionInstance, &conn);
+    if (status != OK) {
+        return status;
     }
-    pthread_mutex_lock(&conn->lock);
     *pAlertId = conn->peer_alert;
     end_call(conn);
     return OK;
