@@ -19,7 +19,12 @@
  *   serve|run kind=handshake version=V suite=S count=N threads=T
  *   serve|run kind=bulk version=V suite=S bytes=B
  *   serve|run kind=hold version=V suite=S count=N warmup=W   then: release
+ *   serve|run kind=resume version=V suite=S count=N
  *   quit
+ *
+ * kind=resume is one full handshake, untimed, then N handshakes that offer
+ * the newest session through the ticket callbacks. The client reports the
+ * ones that were not resumed as not_resumed=K, and fails when none resumed.
  *
  * Every connection ends with a one-byte message from the server that the
  * client reads, as in pynano/bench/worker.py, so a handshake counts only
@@ -778,6 +783,188 @@ static void run_bulk(const bench_side *side, const bench_command *command)
     fflush(stdout);
 }
 
+/* ---- resume workload --------------------------------------------------- */
+
+/* A session blob of the client. The resume workload runs on one thread, and
+ * the callbacks have no user data, so the two blobs are file-level: the one
+ * offered on the next connection and the newest one the server sent. */
+typedef struct session_blob {
+    ubyte *data;
+    ubyte4 length;
+} session_blob;
+
+static session_blob g_offered;
+static session_blob g_saved;
+
+static void blob_clear(session_blob *blob)
+{
+    free(blob->data);
+    blob->data = NULL;
+    blob->length = 0;
+}
+
+/* Save-ticket callback: copy the blob into g_saved, replacing an older one. */
+static sbyte4 save_ticket(sbyte4 connectionInstance, sbyte *serverInfo, ubyte4 serverInfoLen,
+                          void *userData, ubyte *pTicket, ubyte4 ticketLen)
+{
+    ubyte *copy = malloc(ticketLen > 0 ? ticketLen : 1);
+
+    (void) connectionInstance;
+    (void) serverInfo;
+    (void) serverInfoLen;
+    (void) userData;
+    if (copy == NULL) {
+        return ERR_MEM_ALLOC_FAIL;
+    }
+    memcpy(copy, pTicket, ticketLen);
+    blob_clear(&g_saved);
+    g_saved.data = copy;
+    g_saved.length = ticketLen;
+    return OK;
+}
+
+/* Retrieve-ticket callback: offer g_offered, which this file keeps and frees. */
+static sbyte4 retrieve_ticket(sbyte4 connectionInstance, sbyte *serverInfo, ubyte4 serverInfoLen,
+                              void *userData, ubyte **ppTicket, ubyte4 *pTicketLen,
+                              intBoolean *pFreeMemory)
+{
+    (void) connectionInstance;
+    (void) serverInfo;
+    (void) serverInfoLen;
+    (void) userData;
+    *pFreeMemory = 0;
+    if (g_offered.data != NULL) {
+        *ppTicket = g_offered.data;
+        *pTicketLen = g_offered.length;
+    }
+    return OK;
+}
+
+/* Connect offering g_offered, read the one-byte message, close; then make
+ * the newest saved blob the one to offer next. Sets *reused. */
+static sbyte4 resume_once(const bench_side *side, ubyte2 suite, bench_facts *facts, int *reused,
+                          const char **stage)
+{
+    sbyte4 instance;
+    sbyte4 status;
+    sbyte4 was_reused = 0;
+    int fd = connect_loopback(side->port);
+
+    if (fd < 0) {
+        *stage = "connect";
+        return ERR_TCP_WRITE_ERROR;
+    }
+    instance = SSL_connect(fd, 0, NULL, NULL, SERVER_NAME, side->store);
+    if (instance < 0) {
+        close(fd);
+        *stage = "SSL_connect";
+        return instance;
+    }
+    status = SSL_setClientSaveTicketCallback(instance, save_ticket);
+    if (status == OK) {
+        status = SSL_setClientRetrieveTicketCallback(instance, retrieve_ticket);
+    }
+    if (status == OK) {
+        status = negotiate(instance, suite);
+        *stage = "client handshake";
+    } else {
+        *stage = "setting the ticket callbacks";
+    }
+    if (status == OK) {
+        /* A TLS 1.3 server sends its ticket before this message. */
+        status = read_ping(instance);
+        *stage = "SSL_recv";
+    }
+    if (status == OK) {
+        PYNANO_getSessionReused(instance, &was_reused);
+        *reused = was_reused != 0;
+        if (facts != NULL) {
+            read_facts(instance, facts);
+        }
+    }
+    close_connection(instance, fd);
+    if (g_saved.data != NULL) {
+        blob_clear(&g_offered);
+        g_offered = g_saved;
+        g_saved.data = NULL;
+        g_saved.length = 0;
+    }
+    return status < 0 ? status : OK;
+}
+
+static void serve_resumes(const bench_side *side, const bench_command *command)
+{
+    const char *stage = "";
+    double cpu_started;
+    sbyte4 status;
+    long i;
+
+    if (command->count < 1) {
+        reply_error("count out of range", ERR_INVALID_ARG);
+        return;
+    }
+    reply("serving");
+    status = serve_one(side, command->suite, &stage);
+    /* CPU time counts from here, as on the client, so it covers the resumed handshakes alone. */
+    cpu_started = cpu_seconds();
+    for (i = 0; i < command->count && status == OK; i++) {
+        status = serve_one(side, command->suite, &stage);
+    }
+    if (status < 0) {
+        reply_error(stage, status);
+        return;
+    }
+    printf("done served=%ld cpu=%.6f\n", command->count + 1, cpu_seconds() - cpu_started);
+    fflush(stdout);
+}
+
+static void run_resumes(const bench_side *side, const bench_command *command)
+{
+    bench_facts facts = { 0, 0 };
+    const char *stage = "";
+    double cpu_started;
+    double started;
+    double seconds;
+    long resumed = 0;
+    int reused = 0;
+    sbyte4 status;
+    long i;
+
+    if (command->count < 1) {
+        reply_error("count out of range", ERR_INVALID_ARG);
+        return;
+    }
+    blob_clear(&g_offered);
+    blob_clear(&g_saved);
+    status = resume_once(side, command->suite, &facts, &reused, &stage);
+    if (status == OK && g_offered.data == NULL) {
+        stage = "saving the session of the full handshake";
+        status = ERR_NULL_POINTER;
+    }
+    cpu_started = cpu_seconds();
+    started = now_seconds();
+    for (i = 0; i < command->count && status == OK; i++) {
+        status = resume_once(side, command->suite, NULL, &reused, &stage);
+        resumed += reused;
+    }
+    seconds = now_seconds() - started;
+    blob_clear(&g_offered);
+    if (status < 0) {
+        reply_error(stage, status);
+        return;
+    }
+    if (resumed == 0) {
+        printf("error message=none%%20of%%20%ld%%20handshakes%%20resumed%%20the%%20session\n",
+               command->count);
+        fflush(stdout);
+        return;
+    }
+    printf("done seconds=%.6f count=%ld not_resumed=%ld cpu=%.6f version=%s cipher=%s\n", seconds,
+           command->count, command->count - resumed, cpu_seconds() - cpu_started,
+           version_name(facts.minor), suite_name(facts.cipher));
+    fflush(stdout);
+}
+
 /* ---- memory workload --------------------------------------------------- */
 
 /* The idle connections that one side keeps open in the memory workload. */
@@ -958,6 +1145,12 @@ static void run_command(const bench_side *side, const bench_command *command)
         }
     } else if (strcmp(command->kind, "hold") == 0) {
         hold_connections(side, command);
+    } else if (strcmp(command->kind, "resume") == 0) {
+        if (side->is_server) {
+            serve_resumes(side, command);
+        } else {
+            run_resumes(side, command);
+        }
     } else {
         reply_error("unknown workload kind", ERR_INVALID_ARG);
     }

@@ -1,8 +1,8 @@
 """Smoke test of `pynano bench`: every stack and workload, tiny sizes, one round.
 
-It checks that each cell produced a positive number and that the files are
-written (the chart only where matplotlib is installed), not how fast
-anything is. The C floor is compiled on first use into build/cfloor/
+It checks that each cell produced a positive number, that the resume
+workloads resumed, and that the files are written (the chart only where
+matplotlib is installed), not how fast anything is. The C floor is compiled on first use into build/cfloor/
 (about ten seconds on 2 cores) and reused afterwards.
 """
 
@@ -15,7 +15,9 @@ from typing import Any, Dict
 import pytest
 
 from pynano import cli
-from pynano.bench.workloads import DEFAULT_WORKLOADS, STACKS
+from pynano.bench.workloads import DEFAULT_WORKLOADS, STACKS, WORKLOADS
+
+RESUME_WORKLOADS = [workload.name for workload in WORKLOADS if workload.kind == "resume"]
 
 pytest.importorskip("tlslite", reason="tlslite-ng is one of the stacks; install pynano[test]")
 
@@ -63,13 +65,26 @@ def test_bench_tlslite_uses_python_ciphers(bench_json: Dict[str, Any]) -> None:
 
 def test_bench_negotiates_forced_suite(bench_json: Dict[str, Any]) -> None:
     expected = {"handshake-tls13": "TLS_AES_128_GCM_SHA256",
-                "bulk-chacha20": "ECDHE-ECDSA-CHACHA20-POLY1305"}
+                "bulk-chacha20": "ECDHE-ECDSA-CHACHA20-POLY1305",
+                "resume-tls13": "TLS_AES_128_GCM_SHA256",
+                "resume-tls12": "ECDHE-ECDSA-AES128-GCM-SHA256"}
     for workload, cipher in expected.items():
         for stack in ("pynano", "pynano-tls", "ssl", "cfloor"):
             assert bench_json["results"][workload][stack]["negotiated"]["cipher"] == cipher, (workload, stack)
 
 
+@pytest.mark.parametrize("workload", RESUME_WORKLOADS)
+@pytest.mark.parametrize("stack", [stack.name for stack in STACKS])
+def test_bench_resume_resumed(bench_json: Dict[str, Any], workload: str, stack: str) -> None:
+    sample = bench_json["results"][workload][stack]["samples"][0]
+    if stack in ("pynano", "pynano-tls", "cfloor"):
+        # pynano resumes every session it issued.
+        assert sample["not_resumed"] == 0
+    else:
+        assert 0 <= sample["not_resumed"] < sample["amount"]
+
+
 def test_bench_targets_listed(bench_json: Dict[str, Any]) -> None:
     checks = [check for check in bench_json["targets"] if check["stack"] == "pynano"]
-    assert len(checks) == 10
+    assert len(checks) == 12
     assert all(check["ratio"] is not None for check in checks)

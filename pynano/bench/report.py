@@ -51,6 +51,8 @@ TARGETS = (
     Target("CPU per MiB <= 1.05x C floor", "bulk-chacha20", FLOOR_STACK, "bulk-chacha20", 1.05, False, "cpu"),
     Target("memory per idle connection <= 0.6x ssl", "memory", BASELINE_STACK, "memory", 0.6, False),
     Target("2 threads >= 1.6x 1 thread", "handshake-tls13-2threads", "", "handshake-tls13", 1.6, True),
+    Target("resumed handshakes >= 1x ssl", "resume-tls13", BASELINE_STACK, "resume-tls13", 1.0, True),
+    Target("resumed handshakes >= 1.5x ssl", "resume-tls12", BASELINE_STACK, "resume-tls12", 1.5, True),
 )
 
 
@@ -70,6 +72,14 @@ def cpu_per_unit(cell: Optional[CellResult]) -> Optional[float]:
               for sample in cell.samples]
     numbers = [value for value in values if value is not None]
     return statistics.median(numbers) if numbers else None
+
+
+def not_resumed(cell: Optional[CellResult]) -> Optional[int]:
+    """Return how many handshakes of a resume cell offered a session and were not resumed."""
+    if cell is None:
+        return None
+    counts = [sample.extra["not_resumed"] for sample in cell.samples if "not_resumed" in sample.extra]
+    return sum(counts) if counts else None
 
 
 def _median(run: RunResult, workload: str, stack: str) -> Optional[float]:
@@ -253,6 +263,16 @@ def format_table(run: RunResult) -> str:
         lines.append("")
     lines.append("vs ssl and vs C floor: this stack's median divided by that stack's; for memory, lower is better.")
     lines.append("cpu ms: median CPU time of client and server together, per handshake or per MiB.")
+    for workload in [w for w in run.workloads if w.kind == "resume"]:
+        counts = []
+        for stack in run.stacks:
+            cell = run.cells.get((workload.name, stack))
+            missed = not_resumed(cell)
+            if missed is not None and cell is not None:
+                counts.append(f"{stack} {missed}/{sum(sample.amount for sample in cell.samples)}")
+        if counts:
+            lines.append(f"{workload.name}: handshakes that offered the session but were not resumed: "
+                         + ", ".join(counts))
     skipped = [f"{name}: {info['note']}" for name, info in run.stacks.items() if not info["available"]]
     for note in skipped:
         lines.append(f"skipped {note}")

@@ -42,6 +42,8 @@ from .workloads import (
 logger = logging.getLogger("pynano.bench")
 
 MIB = 1024 * 1024
+# Workloads counted in handshakes: full ones, and resumed ones after one full handshake.
+HANDSHAKE_KINDS = ("handshake", "resume")
 
 
 @dataclass
@@ -188,7 +190,7 @@ class Runner:
     # ---- one measurement -------------------------------------------------------
 
     def _initial_amount(self, stack: str, workload: Workload) -> int:
-        if workload.kind == "handshake":
+        if workload.kind in HANDSHAKE_KINDS:
             if self.sizes.handshakes:
                 return self.sizes.handshakes
             return max(MIN_HANDSHAKES.get(stack, DEFAULT_MIN_HANDSHAKES), workload.threads)
@@ -197,7 +199,7 @@ class Runner:
         return MIN_BULK_BYTES.get(stack, DEFAULT_MIN_BULK_BYTES)
 
     def _calibrated_amount(self, stack: str, workload: Workload, sample: Sample) -> int:
-        if workload.kind == "handshake":
+        if workload.kind in HANDSHAKE_KINDS:
             if self.sizes.handshakes:
                 return self.sizes.handshakes
             target_amount = int(sample.value * self.sizes.seconds_per_cell)
@@ -216,7 +218,7 @@ class Runner:
         pair = self._pair(stack)
         fields: Dict[str, object] = {"kind": workload.kind, "version": workload.version,
                                      "suite": f"0x{workload.suite:04X}"}
-        if workload.kind == "handshake":
+        if workload.kind in HANDSHAKE_KINDS:
             fields.update(count=amount, threads=workload.threads)
         else:
             fields.update(bytes=amount)
@@ -228,9 +230,13 @@ class Runner:
 
         seconds = float(result.pop("seconds"))
         cpu = float(result.pop("cpu", "0")) + float(server.get("cpu", "0"))
-        if workload.kind == "handshake":
+        if workload.kind in HANDSHAKE_KINDS:
             done = int(result.pop("count"))
-            extra = {"negotiated": result, "cpu_ms_per_handshake": 1000 * cpu / done}
+            extra: Dict[str, Any] = {"cpu_ms_per_handshake": 1000 * cpu / done}
+            if workload.kind == "resume":
+                # Handshakes that offered the session but got a full handshake.
+                extra["not_resumed"] = int(result.pop("not_resumed"))
+            extra["negotiated"] = result
             return Sample(done / seconds, done, seconds, extra)
         done = int(result.pop("bytes"))
         extra = {"negotiated": result, "cpu_ms_per_mib": 1000 * cpu / (done / MIB)}

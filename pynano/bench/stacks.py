@@ -5,15 +5,21 @@ with mutual authentication over the ECDSA P-256 PKI in a folder written by
 ``pynano.certs.write_pki``, and with the TLS version and cipher suite of
 the workload forced on both sides. The worker drives every stack through
 the same loops, so the loops cost the same on each.
+
+In the resume workloads a server runs with ``resume=True``: session
+tickets on, one per handshake, and a TLS 1.2 session cache. The client
+passes the session of its previous connection back to ``client_handshake``.
+That session is an object of the client's own stack.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import socket
 import ssl
 from pathlib import Path
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .workloads import (
     SUITE_NAMES,
@@ -53,6 +59,18 @@ class Connection:
         """Send close_notify where the stack does, free it, close the socket."""
         raise NotImplementedError
 
+    def session(self) -> Any:
+        """Return the newest resumable session of a client connection, or None.
+
+        A TLS 1.3 server sends its tickets after the handshake, so call this
+        after the first read.
+        """
+        raise NotImplementedError
+
+    def session_reused(self) -> bool:
+        """Return whether the handshake resumed a session."""
+        raise NotImplementedError
+
 
 class StackAdapter:
     """Makes connections of one stack for a given TLS version and suite."""
@@ -61,12 +79,18 @@ class StackAdapter:
         """Return facts about the implementation for the report."""
         return {}
 
-    def server_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
-        """Run a server handshake on an accepted socket."""
+    def server_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False) -> Connection:
+        """Run a server handshake on an accepted socket, with session tickets when resume is set."""
         raise NotImplementedError
 
-    def client_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
-        """Run a client handshake on a connected socket."""
+    def client_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False, session: Any = None) -> Connection:
+        """Run a client handshake on a connected socket.
+
+        With resume, the connection keeps the sessions the server sends, and
+        offers session, taken from an earlier connection, when it is not None.
+        """
         raise NotImplementedError
 
 
@@ -83,10 +107,13 @@ def _pki_file(pki: Path, name: str) -> Path:
 class NanoSSLConnection(Connection):
     """A connection instance of pynano.nanossl and its socket."""
 
-    def __init__(self, nanossl: Any, instance: int, sock: socket.socket) -> None:
+    def __init__(self, nanossl: Any, instance: int, sock: socket.socket,
+                 saved: Optional[List[bytes]] = None) -> None:
         self._nanossl = nanossl
         self._instance = instance
         self._sock = sock
+        # Sessions from the save-ticket callback of a resume client, the newest last.
+        self._saved = saved
 
     def send(self, data: bytes) -> None:
         status = self._nanossl.SSL_send(self._instance, data)
@@ -112,6 +139,13 @@ class NanoSSLConnection(Connection):
     def close(self) -> None:
         self._nanossl.SSL_closeConnection(self._instance)
         self._sock.close()
+
+    def session(self) -> Any:
+        return self._saved[-1] if self._saved else None
+
+    def session_reused(self) -> bool:
+        _status, reused = self._nanossl.PYNANO_getSessionReused(self._instance)
+        return reused
 
 
 class NanoSSLStack(StackAdapter):
@@ -148,7 +182,8 @@ class NanoSSLStack(StackAdapter):
         info = build_info()
         return {"mbedtls": info["mbedtls_version"], "aesni": "yes" if info["aesni_in_use"] else "no"}
 
-    def _negotiate(self, instance: int, sock: socket.socket, suite: int, side: str) -> Connection:
+    def _negotiate(self, instance: int, sock: socket.socket, suite: int, side: str,
+                   saved: Optional[List[bytes]] = None) -> Connection:
         nanossl = self._nanossl
         status = nanossl.SSL_enableCiphers(instance, [suite])
         if status == nanossl.OK:
@@ -159,9 +194,12 @@ class NanoSSLStack(StackAdapter):
             nanossl.SSL_closeConnection(instance)
             sock.close()
             raise StackError(f"{side} handshake failed with {nanossl.DISPLAY_ERROR(status)}")
-        return NanoSSLConnection(nanossl, instance, sock)
+        return NanoSSLConnection(nanossl, instance, sock, saved)
 
-    def server_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
+    def server_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False) -> Connection:
+        # Resumption needs nothing here: tickets and the TLS 1.2 session cache
+        # belong to the server store, which every server connection shares.
         nanossl = self._nanossl
         instance = nanossl.SSL_acceptConnection(sock, self._server_store)
         if instance < nanossl.OK:
@@ -171,13 +209,26 @@ class NanoSSLStack(StackAdapter):
         nanossl.SSL_setSessionFlags(instance, flags | nanossl.SSL_FLAG_REQUIRE_MUTUAL_AUTH)
         return self._negotiate(instance, sock, suite, "server")
 
-    def client_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
+    def client_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False, session: Any = None) -> Connection:
         nanossl = self._nanossl
         instance = nanossl.SSL_connect(sock, 0, None, None, SERVER_NAME, self._client_store)
         if instance < nanossl.OK:
             sock.close()
             raise StackError(f"SSL_connect failed with {nanossl.DISPLAY_ERROR(instance)}")
-        return self._negotiate(instance, sock, suite, "client")
+        if not resume:
+            return self._negotiate(instance, sock, suite, "client")
+        saved: List[bytes] = []
+        status = nanossl.SSL_setClientSaveTicketCallback(
+            instance, lambda _ci, _server_info, ticket: saved.append(ticket))
+        if status == nanossl.OK and session is not None:
+            status = nanossl.SSL_setClientRetrieveTicketCallback(
+                instance, lambda _ci, _server_info: session)
+        if status < nanossl.OK:
+            nanossl.SSL_closeConnection(instance)
+            sock.close()
+            raise StackError(f"setting the ticket callbacks failed with {nanossl.DISPLAY_ERROR(status)}")
+        return self._negotiate(instance, sock, suite, "client", saved)
 
 
 # ---- the standard ssl module -------------------------------------------------
@@ -202,8 +253,15 @@ class SocketConnection(Connection):
     def close(self) -> None:
         self._sock.close()
 
+    def session(self) -> Any:
+        return self._sock.session
 
-def ssl_context(pki: Path, server_side: bool, version: int, suite: int) -> ssl.SSLContext:
+    def session_reused(self) -> bool:
+        return bool(self._sock.session_reused)
+
+
+def ssl_context(pki: Path, server_side: bool, version: int, suite: int,
+                resume: bool = False) -> ssl.SSLContext:
     """Return an ssl.SSLContext with mutual authentication and one suite.
 
     For TLS 1.2 the suite is set here. Python's ssl module cannot choose
@@ -221,9 +279,10 @@ def ssl_context(pki: Path, server_side: bool, version: int, suite: int) -> ssl.S
     if version == TLS12:
         context.set_ciphers(SUITE_NAMES[suite])
     if server_side:
-        # pynano sends no session tickets; OpenSSL sends two per TLS 1.3
-        # handshake by default, which nothing here would use.
-        context.num_tickets = 0
+        # OpenSSL sends two TLS 1.3 tickets per full handshake by default.
+        # The handshake workloads use none, so they send none. The resume
+        # workloads use one, as many as pynano (Mbed TLS) sends by default.
+        context.num_tickets = 1 if resume else 0
     return context
 
 
@@ -240,23 +299,26 @@ class SslStack(StackAdapter):
 
     def __init__(self, pki: Path) -> None:
         self._pki = pki
-        self._contexts: Dict[Tuple[bool, int, int], ssl.SSLContext] = {}
+        self._contexts: Dict[Tuple[bool, int, int, bool], ssl.SSLContext] = {}
 
     def details(self) -> Dict[str, str]:
         return {"openssl": ssl.OPENSSL_VERSION}
 
-    def _context(self, server_side: bool, version: int, suite: int) -> ssl.SSLContext:
-        key = (server_side, version, suite)
+    def _context(self, server_side: bool, version: int, suite: int, resume: bool) -> ssl.SSLContext:
+        key = (server_side, version, suite, resume and server_side)
         if key not in self._contexts:
-            self._contexts[key] = ssl_context(self._pki, server_side, version, suite)
+            self._contexts[key] = ssl_context(self._pki, server_side, version, suite, resume)
         return self._contexts[key]
 
-    def server_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
-        return SocketConnection(self._context(True, version, suite).wrap_socket(sock, server_side=True))
+    def server_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False) -> Connection:
+        context = self._context(True, version, suite, resume)
+        return SocketConnection(context.wrap_socket(sock, server_side=True))
 
-    def client_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
-        context = self._context(False, version, suite)
-        return SocketConnection(context.wrap_socket(sock, server_hostname=SERVER_NAME))
+    def client_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False, session: Any = None) -> Connection:
+        context = self._context(False, version, suite, resume)
+        return SocketConnection(context.wrap_socket(sock, server_hostname=SERVER_NAME, session=session))
 
 
 # ---- tlslite-ng ------------------------------------------------------------
@@ -290,6 +352,12 @@ class TlsliteConnection(Connection):
     def close(self) -> None:
         self._connection.close()
 
+    def session(self) -> Any:
+        return self._connection.session
+
+    def session_reused(self) -> bool:
+        return bool(self._connection.resumed)
+
 
 class TlsliteStack(StackAdapter):
     """tlslite-ng, limited to its pure-Python cipher implementations.
@@ -305,7 +373,9 @@ class TlsliteStack(StackAdapter):
         self._tlslite = tlslite
         self._server = self._load(pki, "server")
         self._client = self._load(pki, "client")
-        self._settings: Dict[Tuple[int, int], Any] = {}
+        self._settings: Dict[Tuple[int, int, bool], Any] = {}
+        # Session-ID cache of the server side of the TLS 1.2 resume workload.
+        self._session_cache = tlslite.SessionCache()
 
     def _load(self, pki: Path, role: str) -> Tuple[Any, Any]:
         tlslite = self._tlslite
@@ -326,8 +396,8 @@ class TlsliteStack(StackAdapter):
             "key_exchange": "x25519",
         }
 
-    def _handshake_settings(self, version: int, suite: int) -> Any:
-        key = (version, suite)
+    def _handshake_settings(self, version: int, suite: int, resume: bool = False) -> Any:
+        key = (version, suite, resume)
         if key not in self._settings:
             settings = self._tlslite.HandshakeSettings()
             settings.cipherImplementations = ["python"]
@@ -338,20 +408,28 @@ class TlsliteStack(StackAdapter):
             # X25519 key exchange, as pynano and OpenSSL choose by default.
             settings.keyShares = ["x25519"]
             settings.eccCurves = ["x25519", "secp256r1"]
+            if resume:
+                # One ticket per handshake, as pynano and the ssl server send.
+                settings.ticketKeys = [bytearray(os.urandom(32))]
+                settings.ticket_count = 1
             self._settings[key] = settings
         return self._settings[key]
 
-    def server_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
+    def server_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False) -> Connection:
         connection = self._tlslite.TLSConnection(sock)
         chain, key = self._server
         connection.handshakeServer(certChain=chain, privateKey=key, reqCert=True,
-                                   settings=self._handshake_settings(version, suite))
+                                   sessionCache=self._session_cache if resume else None,
+                                   settings=self._handshake_settings(version, suite, resume))
         return TlsliteConnection(connection)
 
-    def client_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
+    def client_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False, session: Any = None) -> Connection:
         connection = self._tlslite.TLSConnection(sock)
         chain, key = self._client
-        connection.handshakeClientCert(chain, key, settings=self._handshake_settings(version, suite),
+        connection.handshakeClientCert(chain, key, session=session,
+                                       settings=self._handshake_settings(version, suite),
                                        serverName=SERVER_NAME)
         return TlsliteConnection(connection)
 
@@ -376,13 +454,17 @@ class PynanoTLSStack(StackAdapter):
             self._contexts[key] = pynano_tls_context(self._tls, self._pki, server_side, version, suite)
         return self._contexts[key]
 
-    def server_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
+    def server_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False) -> Connection:
+        # Tickets and the TLS 1.2 session cache are on by default and belong
+        # to the context's store, which every server connection shares.
         tls_socket = self._context(True, version, suite).wrap_socket(sock, server_side=True)
         return SocketConnection(tls_socket)
 
-    def client_handshake(self, sock: socket.socket, version: int, suite: int) -> Connection:
+    def client_handshake(self, sock: socket.socket, version: int, suite: int,
+                         resume: bool = False, session: Any = None) -> Connection:
         context = self._context(False, version, suite)
-        return SocketConnection(context.wrap_socket(sock, server_hostname=SERVER_NAME))
+        return SocketConnection(context.wrap_socket(sock, server_hostname=SERVER_NAME, session=session))
 
 
 def pynano_tls_context(tls: Any, pki: Path, server_side: bool, version: int, suite: int) -> Any:

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, TextIO
+from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
 
 from .protocol import format_message, parse_message
 from .stacks import ADAPTERS, Connection, StackAdapter, StackError
@@ -132,15 +132,15 @@ class Server:
         """The listening port on 127.0.0.1."""
         return self.listener.getsockname()[1]
 
-    def accept(self, version: int, suite: int) -> Connection:
+    def accept(self, version: int, suite: int, resume: bool = False) -> Connection:
         """Accept one TCP connection and run the server handshake on it."""
         sock, _address = self.listener.accept()
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return self.adapter.server_handshake(sock, version, suite)
+        return self.adapter.server_handshake(sock, version, suite, resume)
 
-    def serve_one(self, version: int, suite: int) -> None:
+    def serve_one(self, version: int, suite: int, resume: bool = False) -> None:
         """Accept, handshake, send the one-byte message, close."""
-        connection = self.accept(version, suite)
+        connection = self.accept(version, suite, resume)
         try:
             connection.send(PING)
         finally:
@@ -161,8 +161,19 @@ class Server:
             self.serve_bulk(int(fields["bytes"]), version, suite)
         elif kind == "hold":
             self.serve_hold(int(fields["count"]), int(fields.get("warmup", "0")), version, suite)
+        elif kind == "resume":
+            self.serve_resumes(int(fields["count"]), version, suite)
         else:
-            raise WorkerError(f"unknown workload kind {kind!r}; expected handshake, bulk or hold")
+            raise WorkerError(f"unknown workload kind {kind!r}; expected handshake, bulk, hold or resume")
+
+    def serve_resumes(self, count: int, version: int, suite: int) -> None:
+        """Serve one full handshake and count resumed ones, with session tickets on."""
+        self.serve_one(version, suite, resume=True)
+        # CPU time counts from here, as on the client, so it covers the resumed handshakes alone.
+        self.cpu_started = time.process_time()
+        for _ in range(count):
+            self.serve_one(version, suite, resume=True)
+        self.channel.send("done", served=count + 1, cpu=cpu_since(self.cpu_started))
 
     def serve_handshakes(self, count: int, threads: int, version: int, suite: int) -> None:
         """Serve count connections from the given number of threads."""
@@ -229,11 +240,11 @@ class Client:
         self.port = port
         self.cpu_started = 0.0
 
-    def connect(self, version: int, suite: int) -> Connection:
+    def connect(self, version: int, suite: int, resume: bool = False, session: object = None) -> Connection:
         """Open a TCP connection and run the client handshake on it."""
         sock = socket.create_connection((HOST, self.port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return self.adapter.client_handshake(sock, version, suite)
+        return self.adapter.client_handshake(sock, version, suite, resume, session)
 
     def read_ping(self, connection: Connection) -> None:
         """Read the server's one-byte message that ends its handshake."""
@@ -265,8 +276,50 @@ class Client:
             self.run_bulk(int(fields["bytes"]), version, suite)
         elif kind == "hold":
             self.run_hold(int(fields["count"]), int(fields.get("warmup", "0")), version, suite)
+        elif kind == "resume":
+            self.run_resumes(int(fields["count"]), version, suite)
         else:
-            raise WorkerError(f"unknown workload kind {kind!r}; expected handshake, bulk or hold")
+            raise WorkerError(f"unknown workload kind {kind!r}; expected handshake, bulk, hold or resume")
+
+    def resume_once(self, version: int, suite: int, session: object,
+                    facts: Optional[Dict[str, str]] = None) -> Tuple[object, bool]:
+        """Connect offering session, read the one-byte message, close.
+
+        Returns the newest session, which is the one offered when the server
+        sent none, and whether the handshake resumed.
+        """
+        connection = self.connect(version, suite, True, session)
+        try:
+            self.read_ping(connection)
+            reused = connection.session_reused()
+            newest = connection.session()
+            if facts is not None:
+                facts.update(connection.describe())
+        finally:
+            connection.close()
+        return (newest if newest is not None else session), reused
+
+    def run_resumes(self, count: int, version: int, suite: int) -> None:
+        """Run one full handshake, untimed, then count handshakes that offer its session.
+
+        Each connection offers the newest session, as a client that keeps the
+        latest ticket does. Fails when no handshake resumed.
+        """
+        facts: Dict[str, str] = {}
+        session, _reused = self.resume_once(version, suite, None, facts)
+        if session is None:
+            raise WorkerError("the full handshake left no session to resume")
+        self.cpu_started = time.process_time()
+        started = time.perf_counter()
+        resumed = 0
+        for _ in range(count):
+            session, reused = self.resume_once(version, suite, session)
+            resumed += reused
+        seconds = time.perf_counter() - started
+        if resumed == 0:
+            raise WorkerError(f"none of {count} handshakes resumed the session")
+        self.channel.send("done", seconds=f"{seconds:.6f}", count=count, not_resumed=count - resumed,
+                          cpu=cpu_since(self.cpu_started), **facts)
 
     def run_handshakes(self, count: int, threads: int, version: int, suite: int) -> None:
         """Run count full handshakes from the given number of threads."""
