@@ -100,7 +100,8 @@ typedef struct pynano_conn {
     int max_minor;
     ubyte4 recv_timeout_ms;       /* handshake read timeout, 0 = none */
     ubyte4 handshake_timeout_ms;  /* whole-handshake deadline, 0 = none */
-    ubyte4 send_timeout_ms;       /* per SSL_send call, 0 = none */
+    ubyte4 send_timeout_ms;       /* longest wait for the socket to take more
+                                     data, 0 = none */
     int ciphers[PYNANO_MAX_CIPHERS + 1];  /* 0-terminated; empty = defaults */
     int num_ciphers;
     ubyte2 cipher_list_view[PYNANO_MAX_CIPHERS];   /* SSL_getCipherList output */

@@ -204,6 +204,12 @@ sbyte4 SSL_sendAlert(sbyte4 connectionInstance, sbyte4 alertId, sbyte4 alertClas
         end_call(conn);
         return ERR_SSL_NOT_OPEN;
     }
+    /* A callback rejects by its return value, which also picks the alert;
+     * an alert sent from inside it would be followed by the handshake. */
+    if (conn->in_callback) {
+        end_call(conn);
+        return ERR_SSL_BAD_STATE;
+    }
     if (pynano_buffers_restore(conn) != OK) {
         end_call(conn);
         return ERR_MEM_ALLOC_FAIL;
