@@ -626,26 +626,11 @@ void pynano_conn_free_tls(pynano_conn *conn)
     }
 }
 
-static void record_peer_alert(pynano_conn *conn, int ret)
-{
-    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE &&
-        conn->ssl.MBEDTLS_PRIVATE(in_msgtype) == MBEDTLS_SSL_MSG_ALERT &&
-        conn->ssl.MBEDTLS_PRIVATE(in_msg) != NULL) {
-        conn->peer_alert = conn->ssl.MBEDTLS_PRIVATE(in_msg)[1];
-    }
-}
-
-/* Map a failed handshake step to the status the caller sees. */
+/* Map a failed handshake step to the status returned to the caller. */
 static MSTATUS handshake_failure_status(pynano_conn *conn, int ret)
 {
     conn->last_mbedtls_error = ret;
-    record_peer_alert(conn, ret);
-    if (ret == MBEDTLS_ERR_SSL_TIMEOUT) {
-        return ERR_TCP_READ_TIMEOUT;
-    }
-    if (ret == MBEDTLS_ERR_SSL_HANDSHAKE_FAILURE && conn->num_ciphers > 0) {
-        return ERR_SSL_NO_CIPHER_MATCH;
-    }
+    pynano_record_peer_alert(conn, ret);
     if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE &&
         conn->peer_alert == SSL_ALERT_HANDSHAKE_FAILURE && conn->num_ciphers > 0) {
         return ERR_SSL_NO_CIPHER_MATCH;

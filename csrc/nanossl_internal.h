@@ -117,7 +117,6 @@ typedef struct pynano_conn {
     funcPtrClientRetrieveTicket retrieve_ticket_callback;
     unsigned char *resume_blob;   /* client: session to offer, owned */
     size_t resume_blob_length;
-    const char *resume_rejected_reason;
     int session_reused;
     int verify_overridden;        /* the invalid-certificate callback accepted */
     int server_check;             /* client: PYNANO_SERVER_CHECK_* made */
@@ -132,8 +131,6 @@ typedef struct pynano_conn {
     /* Diagnostics */
     int last_mbedtls_error;
     int peer_alert;               /* -1 = none */
-    int io_errno;                 /* errno of the last failed socket call */
-    int io_eof;                   /* the peer closed the TCP connection */
     int peer_sent_close_notify;   /* our close_notify is still owed */
     int io_interrupted;           /* a signal interrupted poll() */
     int64_t io_deadline_ms;       /* monotonic deadline for the current call */
@@ -185,6 +182,8 @@ int64_t pynano_now_ms(void);
 MSTATUS pynano_status_from_mbedtls(const pynano_conn *conn, int mbedtls_error);
 MSTATUS pynano_status_from_x509_flags(uint32_t flags);
 sbyte4 pynano_alert_for_status(MSTATUS status, int tls_minor);
+/* Store the alert number the peer sent when Mbed TLS failed on one. */
+void pynano_record_peer_alert(pynano_conn *conn, int mbedtls_error);
 
 /* nanossl_handshake.c */
 void pynano_conn_free_tls(pynano_conn *conn);

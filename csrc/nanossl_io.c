@@ -103,17 +103,14 @@ static int io_send(void *context, const unsigned char *buffer, size_t length)
             continue;
         }
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
-            conn->io_errno = errno;
             return (errno == EPIPE || errno == ECONNRESET) ? MBEDTLS_ERR_NET_CONN_RESET
                                                            : MBEDTLS_ERR_NET_SEND_FAILED;
         }
         wait_ms = send_wait_ms(conn, started);
         if (wait_ms == 0) {
-            conn->io_errno = ETIMEDOUT;
             return MBEDTLS_ERR_NET_SEND_FAILED;
         }
         if (wait_ready(conn->fd, POLLOUT, wait_ms) < 0 && errno != EINTR) {
-            conn->io_errno = errno;
             return MBEDTLS_ERR_NET_SEND_FAILED;
         }
     }
@@ -141,7 +138,6 @@ static int io_recv_timeout(void *context, unsigned char *buffer, size_t length,
             return MBEDTLS_ERR_SSL_TIMEOUT;
         }
         if (ready < 0) {
-            conn->io_errno = errno;
             return MBEDTLS_ERR_NET_RECV_FAILED;
         }
         if (ready == 0) {
@@ -154,13 +150,11 @@ static int io_recv_timeout(void *context, unsigned char *buffer, size_t length,
             return (int) received;
         }
         if (received == 0) {
-            conn->io_eof = 1;
             return 0;
         }
         if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) {
             continue;
         }
-        conn->io_errno = errno;
         if (errno == ECONNRESET) {
             return MBEDTLS_ERR_NET_CONN_RESET;
         }

@@ -61,11 +61,7 @@ static MSTATUS record_failure(pynano_conn *conn, int ret)
         conn->state = CONN_STATE_CLOSED;
         return ERR_TCP_SOCKET_CLOSED;
     }
-    if (ret == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE &&
-        conn->ssl.MBEDTLS_PRIVATE(in_msgtype) == MBEDTLS_SSL_MSG_ALERT &&
-        conn->ssl.MBEDTLS_PRIVATE(in_msg) != NULL) {
-        conn->peer_alert = conn->ssl.MBEDTLS_PRIVATE(in_msg)[1];
-    }
+    pynano_record_peer_alert(conn, ret);
     conn->state = CONN_STATE_FAILED;
     return pynano_status_from_mbedtls(conn, ret);
 }

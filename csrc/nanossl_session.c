@@ -404,7 +404,6 @@ static int ticket_parse(void *context, mbedtls_ssl_session *session,
 exit:
     if (reason != NULL) {
         pynano_debug("instance %d: ticket not resumed because %s", conn->instance, reason);
-        conn->resume_rejected_reason = reason;
     }
     mbedtls_platform_zeroize(plain, length);
     free(plain);
@@ -429,7 +428,6 @@ static int cache_get(void *context, unsigned char const *session_id, size_t id_l
     if (!session_acceptable(conn, session, session->peer_cert != NULL, session->verify_result,
                             &reason)) {
         pynano_debug("instance %d: cached session not resumed because %s", conn->instance, reason);
-        conn->resume_rejected_reason = reason;
         return MBEDTLS_ERR_SSL_CACHE_ENTRY_NOT_FOUND;
     }
     return 0;
@@ -668,7 +666,6 @@ void pynano_session_apply_client(pynano_conn *conn)
     if (reason != NULL) {
         pynano_debug("instance %d: session not offered because %s; full handshake",
                      conn->instance, reason);
-        conn->resume_rejected_reason = reason;
         mbedtls_x509_crt_free(&conn->resumed_peer_cert);
         mbedtls_x509_crt_init(&conn->resumed_peer_cert);
         conn->has_resumed_peer_cert = 0;
@@ -773,9 +770,8 @@ MSTATUS pynano_session_lookup_info(pynano_conn *conn, const unsigned char *id,
     }
     pthread_mutex_unlock(&g_client_lock);
     if (status != OK) {
-        conn->resume_rejected_reason = "the session ID is unknown to this process";
-        pynano_debug("instance %d: %s; full handshake", conn->instance,
-                     conn->resume_rejected_reason);
+        pynano_debug("instance %d: the session ID is unknown to this process; full handshake",
+                     conn->instance);
     }
     return status;
 }

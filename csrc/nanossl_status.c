@@ -162,6 +162,17 @@ MSTATUS pynano_status_from_mbedtls(const pynano_conn *conn, int error)
     return ERR_SSL_FATAL_ALERT;
 }
 
+void pynano_record_peer_alert(pynano_conn *conn, int mbedtls_error)
+{
+    const mbedtls_ssl_context *ssl = &conn->ssl;
+
+    if (mbedtls_error == MBEDTLS_ERR_SSL_FATAL_ALERT_MESSAGE &&
+        ssl->MBEDTLS_PRIVATE(in_msgtype) == MBEDTLS_SSL_MSG_ALERT &&
+        ssl->MBEDTLS_PRIVATE(in_msg) != NULL) {
+        conn->peer_alert = ssl->MBEDTLS_PRIVATE(in_msg)[1];
+    }
+}
+
 sbyte4 pynano_alert_for_status(MSTATUS status, int tls_minor)
 {
     switch (status) {
