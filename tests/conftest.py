@@ -6,18 +6,23 @@ Every network test uses 127.0.0.1 with socket timeouts and bounded joins.
 from __future__ import annotations
 
 import socket
-import threading
+import sys
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Dict, Iterator, List, Optional
 
 import pytest
 
 from pynano import certs, nanossl
 
+# Background lives with the fuzz harnesses' peers, which run outside pytest.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fuzz"))
+from tls_peers import Background  # noqa: E402
+
+__all__ = ["Background", "Pki", "accept", "connect", "make_store"]
+
 SOCKET_TIMEOUT = 10.0
-THREAD_JOIN_TIMEOUT = 20.0
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -115,31 +120,6 @@ def listener() -> Iterator[socket.socket]:
     sock.settimeout(SOCKET_TIMEOUT)
     yield sock
     sock.close()
-
-
-class Background:
-    """Run a callable in a thread and hand back its result or exception."""
-
-    def __init__(self, target: Callable[[], Any]) -> None:
-        self._target = target
-        self._result: Any = None
-        self._error: Optional[BaseException] = None
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        try:
-            self._result = self._target()
-        except BaseException as error:  # noqa: BLE001  (re-raised in result())
-            self._error = error
-
-    def result(self, timeout: float = THREAD_JOIN_TIMEOUT) -> Any:
-        self._thread.join(timeout)
-        if self._thread.is_alive():
-            raise TimeoutError(f"background call did not finish within {timeout} s")
-        if self._error is not None:
-            raise self._error
-        return self._result
 
 
 def connect(listener: socket.socket) -> socket.socket:

@@ -1,8 +1,7 @@
 """Loopback TLS peers shared by the robustness tests and the fuzz harnesses.
 
-The robustness tests import this module as ``fuzz.tls_peers`` (pytest puts
-tests/ on sys.path); the harnesses in this folder import it as
-``tls_peers``. Everything here talks over socketpairs or 127.0.0.1 only,
+The tests put this folder on sys.path and import it as ``tls_peers``, as
+the harnesses in this folder do; conftest takes ``Background`` from here. Everything here talks over socketpairs or 127.0.0.1 only,
 and every socket operation has a timeout.
 """
 
