@@ -97,9 +97,10 @@ def nanossl_macros(environ: Mapping[str, str] = os.environ) -> List[Tuple[str, O
 def cdef_from_headers() -> str:
     """Turn csrc/nanossl.h and csrc/pynano_ext.h into CFFI declarations.
 
-    Comments and preprocessor lines go; each integer ``#define NAME value``
-    becomes ``#define NAME ...`` so CFFI reads the value from the compiler,
-    which keeps the C headers the single source of every constant.
+    Comments and preprocessor lines are dropped. Each integer
+    ``#define NAME value`` becomes ``#define NAME ...``, so CFFI reads the
+    value from the compiler and the C headers stay the single source of
+    every constant.
     """
     parts = []
     for header in CDEF_HEADERS:

@@ -2,14 +2,14 @@
  * nanossl_cert_store.c - CERT_STORE_*: trust points and identities
  * (certificate chain plus private key), parsed once and shared.
  *
- * Certificates are accepted as DER or PEM; a PEM buffer may hold several
+ * Certificates are accepted as DER or PEM. A PEM buffer may contain several
  * certificates and other PEM objects, which are skipped. Keys are accepted
- * as PEM or DER in PKCS#8, SEC1 or PKCS#1 form, encrypted with a password
- * through PYNANO_CERT_STORE_addIdentityWithPassword.
+ * as PEM or DER in PKCS#8, SEC1 or PKCS#1 form, and encrypted keys through
+ * PYNANO_CERT_STORE_addIdentityWithPassword.
  *
  * Ownership: the application owns one reference from createStore until
- * releaseStore; every connection using the store holds another, so a store
- * released while connections still use it is freed by the last of them.
+ * releaseStore, and every connection using the store owns another. So a
+ * store released while connections still use it is freed by the last one.
  * Private keys are zeroised when freed (mbedtls_pk_free does this).
  */
 /* First, so MBEDTLS_ALLOW_PRIVATE_ACCESS precedes every Mbed TLS header. */

@@ -5,12 +5,12 @@
  *
  * Peer certificate decisions. Mbed TLS runs with authmode OPTIONAL whenever
  * the peer's certificate is checked, so it never fails a handshake on its
- * own; after each handshake step, once a verification result exists, this
- * file decides: a clean result continues; a failure (or a missing client
- * certificate that the flags require) goes to the invalid-certificate
- * callback if one is set, else fails. A failure sends the matching alert
- * before the next handshake message is processed, so a rejected peer never
- * gets application data.
+ * own. After each handshake step, once a verification result exists, this
+ * file decides. A clean result continues. A failure, or a missing client
+ * certificate that the flags require, goes to the invalid-certificate
+ * callback if one is set, and fails the handshake otherwise. A failure sends
+ * the matching alert before the next handshake message is processed, so a
+ * rejected peer never gets application data.
  *
  * Server default when neither SSL_FLAG_REQUIRE_MUTUAL_AUTH nor
  * SSL_FLAG_NO_MUTUAL_AUTH_REQUEST is set (mutual-auth build): the server
@@ -524,7 +524,7 @@ static MSTATUS configure_identities(pynano_conn *conn)
 
 #ifdef __ENABLE_MOCANA_SSL_MUTUAL_AUTH_SUPPORT__
     if (!conn->is_server && (conn->flags & SSL_FLAG_NO_MUTUAL_AUTH_REPLY)) {
-        return OK;          /* answer a CertificateRequest with no certificate */
+        return OK;          /* reply to a CertificateRequest with an empty Certificate */
     }
 #else
     if (!conn->is_server) {
@@ -639,7 +639,7 @@ static MSTATUS handshake_failure_status(pynano_conn *conn, int ret)
 }
 
 /* Record whether this handshake resumes a session, while Mbed TLS still
- * has the handshake state that says so. */
+ * has the handshake state that records it. */
 static void note_resumption(pynano_conn *conn)
 {
     const mbedtls_ssl_handshake_params *handshake = conn->ssl.MBEDTLS_PRIVATE(handshake);

@@ -47,7 +47,7 @@ typedef struct pynano_ticket_key {
 
 #define PYNANO_DEFAULT_TICKET_LIFETIME  7200   /* seconds */
 
-/* How a client verified its server, recorded in session blobs. */
+/* Server checks a client made in a full handshake, recorded in session blobs. */
 #define PYNANO_SERVER_CHECK_CHAIN     0x01
 #define PYNANO_SERVER_CHECK_HOSTNAME  0x02
 #define PYNANO_DEFAULT_CACHE_TIMEOUT    7200   /* seconds */

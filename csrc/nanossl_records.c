@@ -227,9 +227,9 @@ sbyte4 SSL_closeConnection(sbyte4 connectionInstance)
         return ERR_SSL_BAD_ID;
     }
     pthread_mutex_lock(&conn->lock);
-    /* A peer's close_notify is answered with ours (RFC 8446 section 6.1).
-     * Best effort: a peer that already left makes this fail, and the
-     * connection is freed either way. */
+    /* pynano replies to a peer's close_notify with its own (RFC 8446
+     * section 6.1). This is best effort: a peer that already left makes it
+     * fail, and the connection is freed either way. */
     if ((conn->state == CONN_STATE_OPEN || conn->peer_sent_close_notify) &&
         pynano_buffers_restore(conn) == OK) {
         conn->io_deadline_ms = pynano_now_ms() + PYNANO_CLOSE_NOTIFY_MS;

@@ -25,11 +25,12 @@
  *          | server check (1) | server name | server certificate DER
  *          | mbedtls_ssl_session_save() output | HMAC-SHA256 (32)
  *
- * The name binds the blob to the server it came from; the certificate is
+ * The name binds the blob to the server it came from. The certificate is
  * kept because a TLS 1.3 session restored by Mbed TLS has none. The server
- * check records how the full handshake verified the server, so a session
- * made with verification off (or overridden by the invalid-certificate
- * callback) is never offered on a connection that verifies.
+ * check records what the full handshake verified, so a session made with
+ * less checking (verification off, or a result overridden by the
+ * invalid-certificate callback) is never offered on a connection that
+ * checks more.
  */
 /* First, so MBEDTLS_ALLOW_PRIVATE_ACCESS precedes every Mbed TLS header. */
 #include "nanossl_internal.h"
@@ -498,9 +499,9 @@ static uint32_t session_lifetime(const mbedtls_ssl_session *session)
     return lifetime != 0 ? lifetime : 7200;
 }
 
-/* Copy the connection's current session. Mbed TLS 3.6 lets each session be
- * exported once (TLS 1.3 exports one per ticket); pynano takes snapshots,
- * for session info and for blobs alike, so the export mark is cleared. */
+/* Copy the connection's current session. Mbed TLS 3.6 exports each session
+ * only once, because TLS 1.3 exports one per ticket. pynano takes a fresh
+ * snapshot for session info and for every blob, so it clears that mark. */
 static int copy_session(pynano_conn *conn, mbedtls_ssl_session *out)
 {
     if (conn->ssl.MBEDTLS_PRIVATE(session) != NULL) {

@@ -105,8 +105,8 @@ sbyte4 SSL_init(sbyte4 numServerConnections, sbyte4 numClientConnections)
     g_slots = slots;
     g_generation = generation;
     g_capacity = capacity;
-    /* The TLS 1.2 session cache of each store holds one entry per server
-     * connection the table can hold. */
+    /* The TLS 1.2 session cache of each store has room for one entry per
+     * server connection in the table. */
     g_server_capacity = numServerConnections > 0 ? numServerConnections : 1;
     g_in_use = 0;
     pthread_mutex_unlock(&g_table_lock);

@@ -2,13 +2,17 @@
  * pynano's Mbed TLS 3.6 configuration, passed to every compile as
  * MBEDTLS_CONFIG_FILE in place of the library's default mbedtls_config.h.
  *
- * What it keeps: TLS 1.2 and TLS 1.3, client and server; ECDHE key exchange
- * over X25519, P-256 and P-384; ECDSA and RSA (2048 bits and up, enforced by
- * the X.509 profile and the certificate store) signatures; AEAD record
- * protection only (AES-GCM, ChaCha20-Poly1305); X.509 parsing and writing,
- * PEM; session tickets and the TLS 1.2 session cache; PSA crypto, which the
- * TLS 1.3 code requires. Nothing older than TLS 1.2 is compiled, and no key
- * exchange without forward secrecy (static RSA, static ECDH, plain PSK).
+ * What it keeps:
+ *   - TLS 1.2 and TLS 1.3, client and server;
+ *   - ECDHE key exchange over X25519, P-256 and P-384;
+ *   - ECDSA and RSA signatures, RSA from 2048 bits (the default X.509
+ *     profile and the certificate store both enforce the minimum);
+ *   - AEAD record protection only: AES-GCM and ChaCha20-Poly1305;
+ *   - X.509 parsing and writing, and PEM;
+ *   - session tickets and the TLS 1.2 session cache;
+ *   - PSA crypto, which the TLS 1.3 code requires.
+ * Nothing older than TLS 1.2 is compiled, and no key exchange without
+ * forward secrecy (static RSA, static ECDH, plain PSK).
  */
 #ifndef PYNANO_MBEDTLS_CONFIG_H
 #define PYNANO_MBEDTLS_CONFIG_H

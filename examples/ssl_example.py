@@ -1,10 +1,11 @@
 """Mutual-authentication TLS server and client, ported from NanoSSL C style.
 
-Each function keeps the shape of its C counterpart: SSL_init once, a
-certificate store per side, SSL_acceptConnection / SSL_connect on a TCP
-socket, session flags and callbacks set before SSL_negotiateConnection, a
-request and a response over SSL_send / SSL_recv, then SSL_closeConnection.
-Statuses are checked with ``if OK > status:`` as in C.
+Each function keeps the shape of its C counterpart. SSL_init runs once and
+each side has its own certificate store. SSL_acceptConnection or SSL_connect
+take a TCP socket, and session flags and callbacks are set before
+SSL_negotiateConnection. A request and a response go over SSL_send and
+SSL_recv, then SSL_closeConnection ends the connection. Statuses are checked
+with ``if OK > status:`` as in C.
 
 Run it as a program for a server and a client in one process::
 
@@ -62,7 +63,7 @@ RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 13\r\n\r\nHello, NanoSSL"
 
 @dataclass
 class SideResult:
-    """What one side of a connection saw."""
+    """Outcome of one side of a connection: status, negotiated suite, data."""
 
     status: int = OK
     version: int = 0                  # TLS minor version: 3 = TLS 1.2, 4 = TLS 1.3
@@ -102,7 +103,7 @@ def _collect_connection_info(connectionInstance: int, result: SideResult) -> Non
 
 def SSL_EXAMPLE_serveOne(listenSocket: socket.socket, pCertStore: CertStore, requireMutualAuth: bool,
                          invalidCertCallback=None) -> SideResult:
-    """Accept one client, run the handshake, answer one request, close."""
+    """Accept one client, run the handshake, respond to one request and close."""
     result = SideResult()
     clientSocket, _address = listenSocket.accept()
     clientSocket.settimeout(RECV_TIMEOUT_MS / 1000)

@@ -39,7 +39,7 @@ _FLAG = {name: bit for bit, name in _BADCERT_FLAGS}
 
 @dataclass(frozen=True)
 class VerifyInfo:
-    """Why the peer's certificate failed verification.
+    """Details of a failed peer certificate verification.
 
     A verify callback gets one of these, and ``CertificateVerifyError``
     carries one too. Fields:

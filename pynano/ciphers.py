@@ -112,7 +112,7 @@ def _lookup(entry: Union[str, int], by_name: Dict[str, int], known_ids: set) -> 
     else:
         suite_id = by_name.get(entry.upper())
     if suite_id is None or suite_id not in known_ids:
-        shown = f"0x{entry:04X}" if isinstance(entry, int) else repr(entry)
-        raise ValueError(f"cipher suite {shown} is not supported by this build; "
+        display = f"0x{entry:04X}" if isinstance(entry, int) else repr(entry)
+        raise ValueError(f"cipher suite {display} is not supported by this build; "
                          "run `pynano ciphers` to list the ones that are")
     return suite_id

@@ -68,7 +68,7 @@ def _instance(value: Any) -> int:
 
 def _fd(sock: Any) -> int:
     if isinstance(sock, socket.socket):
-        return sock.fileno()          # -1 once closed; C answers ERR_INVALID_ARG
+        return sock.fileno()          # -1 once closed, which C rejects with ERR_INVALID_ARG
     return _check_int("socket", sock, -(2**31), INT32_MAX)
 
 
@@ -217,10 +217,10 @@ def pynano_retrieve_ticket_trampoline(ci: int, server_info: Any, server_info_len
         return ERR_INVALID_ARG
     # Sized by hand: ffi.new() with a bytes initializer appends a NUL byte.
     data = bytes(ticket)
-    kept = ffi.new("ubyte[]", len(data))
-    ffi.memmove(kept, data, len(data))
-    record.extras["retrieved_ticket"] = kept
-    pp_ticket[0] = kept
+    ticket_copy = ffi.new("ubyte[]", len(data))
+    ffi.memmove(ticket_copy, data, len(data))
+    record.extras["retrieved_ticket"] = ticket_copy
+    pp_ticket[0] = ticket_copy
     p_ticket_len[0] = len(data)
     return OK
 
@@ -513,8 +513,8 @@ def SSL_setClientSaveTicketCallback(connectionInstance: int, callback: Optional[
     """Set the callable that stores a session: callback(ci, serverInfo, ticket).
 
     The ticket is an opaque, versioned pynano session blob for TLS 1.2 and
-    TLS 1.3 alike; it is offered to the same server later through the
-    retrieve-ticket callback.
+    TLS 1.3 alike. The retrieve-ticket callback offers it to the same server
+    later.
     """
     return _set_ticket_callback(connectionInstance, callback, "save_ticket_callback",
                                 lib.SSL_setClientSaveTicketCallback, lib.pynano_save_ticket_trampoline)

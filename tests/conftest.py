@@ -64,7 +64,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="session")
 def stranger(pki: Pki) -> certs.PemPair:
-    """Return a client certificate from a CA nobody trusts."""
+    """Return a client certificate from a CA that no test store trusts."""
     other_ca = certs.make_ca("untrusted test CA")
     return certs.make_leaf(other_ca, "untrusted test client", server=False)
 
@@ -87,7 +87,8 @@ def bad_server_certs(pki: Pki) -> Dict[str, certs.PemPair]:
 def make_store(identity: Optional[certs.PemPair] = None, trust: Optional[List[bytes]] = None) -> nanossl.CertStore:
     """Return a NanoSSL certificate store with an identity and trust points."""
     status, store = nanossl.CERT_STORE_createStore()
-    assert status == nanossl.OK and store is not None
+    assert status == nanossl.OK
+    assert store is not None
     if identity is not None:
         status = nanossl.CERT_STORE_addIdentity(store, identity.cert_pem, identity.key_pem)
         assert status == nanossl.OK, nanossl.DISPLAY_ERROR(status)

@@ -103,8 +103,9 @@ def test_blocking_recv_releases_gil(pki: Pki, listener, server_store) -> None:
 
     assert status == nanossl.OK
     assert received == 4
-    # Held in C, the GIL would leave this thread only the gaps between the
-    # reader's 250 ms waits; released, it runs at about its own pace.
+    # If C held the GIL, this thread would run only in the gaps between the
+    # reader's 250 ms waits. Because C releases it, the thread keeps about
+    # its own pace.
     assert ticks > baseline // 2
 
 
